@@ -1,0 +1,80 @@
+"""``plates`` command line: one subcommand per pipeline stage.
+
+Each stage module exposes ``COMMANDS = {name: (configure, run, help)}`` where ``configure(parser)`` adds the
+arguments and ``run(args) -> int`` does the work. Modules keep heavy imports (torch, swift) inside functions so
+``plates --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from plates import __version__
+from plates.errors import UserError
+
+STAGE_MODULES = (
+    "plates.parse",
+    "plates.teach",
+    "plates.build",
+    "plates.tiny_model",
+    "plates.train",
+    "plates.infer",
+    "plates.evaluate",
+    "plates.schema",
+    "plates.demo",
+)
+
+EPILOG = """pipeline: parse -> teach -> build -> train -> infer -> eval (see README.md; `plates demo` runs it all on CPU)."""
+
+
+def _load_commands() -> dict:
+    commands = {}
+    for name in STAGE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        commands.update(module.COMMANDS)
+    return commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plates",
+        description="Teach a Qwen vision-language model to read vehicles and licence plates and answer in JSON.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"plates {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (configure, run, help_text) in _load_commands().items():
+        p = sub.add_parser(name, help=help_text, description=(run.__doc__ or help_text).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        configure(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"plates {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"plates {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

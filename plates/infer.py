@@ -1,0 +1,302 @@
+"""`plates infer` and `plates export`: run `swift infer` / `swift export --merge_lora true` the way the pipeline
+needs them.
+
+`plates infer` leaves a results file that `plates eval` reads directly (one line per sample, in dataset order,
+with ``response`` and ``labels``). It smooths over what ms-swift leaves to the user: ``--result_path`` appends to
+an existing file (we write to a fresh temporary path and move it into place), ``max_pixels`` is not saved with a
+checkpoint (we read it back from the plates run manifest), ``pt`` is now ``transformers``, and vLLM cannot apply
+a LoRA that also adapted the vision tower (we say so before loading anything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from plates import swift_cli
+from plates.errors import UserError
+from plates.io import iter_jsonl, write_json
+
+BACKENDS = {"pt": "transformers", "transformers": "transformers", "vllm": "vllm", "lmdeploy": "lmdeploy",
+            "sglang": "sglang"}
+TINY_MARKER = ".plates-tiny-model.json"
+DEFAULT_MAX_NEW_TOKENS = 1024
+
+
+def checkpoint_dir(path: str | os.PathLike) -> Path:
+    """A LoRA checkpoint folder (``…/checkpoint-N``); a run folder resolves to its last checkpoint."""
+    from plates.train import last_checkpoint
+
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such checkpoint folder")
+    if (folder / "adapter_config.json").is_file():
+        return folder
+    latest = last_checkpoint(folder)
+    if latest is not None and (latest / "adapter_config.json").is_file():
+        return latest
+    raise UserError(f"{folder}: not a LoRA checkpoint (no adapter_config.json); pass a checkpoint-N folder "
+                    "from `plates train`")
+
+
+def adapter_parts(checkpoint: str | os.PathLike) -> dict[str, int]:
+    """How many LoRA tensors a checkpoint holds for the language model and for the vision tower."""
+    from safetensors import safe_open
+
+    path = Path(checkpoint) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise UserError(f"{checkpoint}: no adapter_model.safetensors")
+    counts = {"language_model": 0, "vision_tower": 0, "other": 0}
+    with safe_open(str(path), "pt") as handle:
+        for key in handle.keys():
+            if "lora_" not in key:
+                continue
+            if re.search(r"\.visual\.|vision_tower|vision_model", key):
+                counts["vision_tower"] += 1
+            elif re.search(r"language_model|\.layers\.\d+\.", key):
+                counts["language_model"] += 1
+            else:
+                counts["other"] += 1
+    return counts
+
+
+def checkpoint_max_pixels(checkpoint: str | os.PathLike) -> int | None:
+    """The max_pixels a run trained with, from its plates manifest (ms-swift does not save it)."""
+    from plates.train import find_manifest
+
+    manifest = find_manifest(checkpoint)
+    if manifest is None:
+        return None
+    try:
+        value = json.loads(manifest.read_text(encoding="utf-8")).get("max_pixels")
+        return int(value) if value else None
+    except (ValueError, TypeError, json.JSONDecodeError):
+        return None
+
+
+def dataset_file(dataset: str | os.PathLike) -> Path:
+    path = Path(dataset).expanduser().resolve()
+    if path.is_dir():
+        path = path / "val.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path}: no such dataset file (pass a JSONL or a `plates build` folder with val.jsonl)")
+    return path
+
+
+def count_samples(path: Path) -> int:
+    errors: list[str] = []
+    count = sum(1 for _ in iter_jsonl(path, errors))
+    if errors:
+        raise UserError(f"{path}: {errors[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    return count
+
+
+def build_infer_command(*, adapters: str | None, model: str | None, dataset: str | None, result_path: Path,
+                        backend: str = "transformers", max_pixels: int | None = None,
+                        max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS, batch_size: int | None = None,
+                        template: str | None = None, overrides: list[str] | None = None,
+                        gpus: str | None = None, notes: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """Pure-ish: argv and environment for `swift infer` (reads only the checkpoint's own files)."""
+    if not adapters and not model:
+        raise UserError("pass --adapters CHECKPOINT (a fine-tuned run) or --model MODEL (the base model)")
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose from {', '.join(sorted(BACKENDS))}")
+    backend = BACKENDS[backend]
+    notes = notes if notes is not None else []
+    options: dict[str, Any] = {}
+    if adapters:
+        ckpt = checkpoint_dir(adapters)
+        options["adapters"] = [str(ckpt)]
+        if backend == "vllm" and adapter_parts(ckpt)["vision_tower"]:
+            raise UserError(
+                "vLLM applies LoRA to the language model only, and this checkpoint also adapted the vision tower "
+                f"(freeze_vit false). Merge it first: `plates export --adapters {ckpt} -o MERGED`, then "
+                "`plates infer --model MERGED --backend vllm …`")
+        if max_pixels is None:
+            max_pixels = checkpoint_max_pixels(ckpt)
+            if max_pixels:
+                notes.append(f"max_pixels {max_pixels} from the training run's manifest")
+    if model:
+        options["model"] = model
+        model_dir = Path(model).expanduser()
+        if model_dir.is_dir():
+            options["model"] = str(model_dir.resolve())
+            marker = model_dir / TINY_MARKER
+            if template is None and marker.is_file():
+                template = json.loads(marker.read_text(encoding="utf-8")).get("template")
+            if max_pixels is None:
+                max_pixels = checkpoint_max_pixels(model_dir)
+    if template:
+        options["template"] = template
+    if dataset:
+        options["val_dataset"] = [str(dataset_file(dataset))]
+    elif adapters:
+        options["load_data_args"] = True
+    else:
+        raise UserError("--dataset is required with --model (the JSONL to answer, e.g. DATA_DIR/val.jsonl)")
+    options["infer_backend"] = backend
+    options["stream"] = False
+    if max_new_tokens:
+        options["max_new_tokens"] = max_new_tokens
+    if batch_size:
+        options["max_batch_size"] = batch_size
+    if max_pixels:
+        options["max_pixels"] = max_pixels
+    options["result_path"] = str(result_path)
+
+    values, raw = {}, {}
+    for text in overrides or []:
+        key, value, raw_text = swift_cli.parse_assignment(text)
+        values[key], raw[key] = value, raw_text
+    options = swift_cli.resolve_options("infer", {**options, **values}, raw, notes=notes)
+    env: dict[str, str] = {}
+    if dataset and "ROOT_IMAGE_DIR" not in os.environ:
+        from plates.train import dataset_image_root
+
+        image_root = dataset_image_root(dataset_file(dataset).parent)
+        if image_root:
+            env["ROOT_IMAGE_DIR"] = image_root
+    if max_pixels:
+        env["MAX_PIXELS"] = str(max_pixels)
+    if gpus is not None:
+        from plates.train import parse_gpus
+
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(parse_gpus(gpus))
+    return [*swift_cli.swift_command(), "infer", *swift_cli.options_to_argv(options)], env
+
+
+def run_infer(output: str | os.PathLike, *, dry_run: bool = False, **kwargs: Any) -> int:
+    """Run `swift infer` into a temporary results path and move it to ``output`` only when it succeeded."""
+    output = Path(output).expanduser().resolve()
+    if output.is_dir():
+        raise UserError(f"{output} is a folder; -o takes the results file to write (e.g. results.jsonl)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        notes: list[str] = []
+        argv, env = build_infer_command(result_path=staging / "results.jsonl", notes=notes, **kwargs)
+        for note in notes:
+            print(f"plates infer: note: {note}", file=sys.stderr)
+        if dry_run:
+            shown = [str(output) if a == str(staging / "results.jsonl") else a for a in argv]
+            print(swift_cli.format_command(swift_cli.redact_argv(shown), swift_cli.redact_env(env)))
+            return 0
+        code = swift_cli.run_streaming(argv, env)
+        produced = staging / "results.jsonl"
+        if code != 0:
+            print(f"plates infer: ms-swift exited with {code}; {output} left untouched", file=sys.stderr)
+            return code
+        if not produced.is_file():
+            raise UserError("ms-swift finished but wrote no results (see its output above)")
+        answered = count_samples(produced)
+        dataset = kwargs.get("dataset")
+        if dataset:
+            expected = count_samples(dataset_file(dataset))
+            if answered != expected:
+                print(f"plates infer: warning: {answered} results for {expected} samples; ms-swift skipped some, "
+                      "so results no longer line up with the dataset by position", file=sys.stderr)
+        os.replace(produced, output)
+        print(f"plates infer: {answered} results -> {output}", file=sys.stderr)
+        return 0
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_export(adapters: str, output_dir: str | None = None, *, overrides: list[str] | None = None,
+               dry_run: bool = False) -> tuple[int, Path | None]:
+    """Merge a LoRA checkpoint into its base model with `swift export --merge_lora true`; the training run's
+    plates manifest is copied alongside so inference on the merged model still knows its max_pixels."""
+    from plates.train import find_manifest
+
+    ckpt = checkpoint_dir(adapters)
+    target = Path(output_dir).expanduser().resolve() if output_dir else ckpt.parent / f"{ckpt.name}-merged"
+    if target.exists() and any(target.iterdir()):
+        raise UserError(f"{target} already exists; choose another -o or remove it")
+    options: dict[str, Any] = {"adapters": [str(ckpt)], "merge_lora": True, "output_dir": str(target)}
+    values, raw = {}, {}
+    for text in overrides or []:
+        key, value, raw_text = swift_cli.parse_assignment(text)
+        values[key], raw[key] = value, raw_text
+    options = swift_cli.resolve_options("export", {**options, **values}, raw)
+    argv = [*swift_cli.swift_command(), "export", *swift_cli.options_to_argv(options)]
+    if dry_run:
+        print(swift_cli.format_command(swift_cli.redact_argv(argv)))
+        return 0, None
+    code = swift_cli.run_streaming(argv)
+    if code != 0:
+        return code, None
+    manifest = find_manifest(ckpt)
+    if manifest is not None and target.is_dir():
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data["merged_from"] = str(ckpt)
+        write_json(target / manifest.name, data)
+    return code, target
+
+
+# ---- CLI ------------------------------------------------------------------------------------------------------
+
+def _configure_infer(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--adapters", help="LoRA checkpoint from `plates train` (checkpoint-N, or its run folder "
+                                           "for the last checkpoint)")
+    source.add_argument("--model", help="a model without adapters (hub id or folder): the base model for a "
+                                        "before/after comparison, or a `plates export` merged model")
+    parser.add_argument("--dataset", help="JSONL to answer, or a `plates build` folder (uses val.jsonl); default "
+                                          "with --adapters: the validation set the run trained with")
+    parser.add_argument("-o", "--output", required=True, help="results JSONL to write (replaced atomically)")
+    parser.add_argument("--backend", default="transformers", choices=sorted(BACKENDS),
+                        help="inference engine (pt = transformers; vllm needs a merged model when the vision "
+                             "tower was trained)")
+    parser.add_argument("--max-pixels", type=int, help="image pixel cap; default: what the run trained with")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
+                        help=f"answer length cap in tokens (default {DEFAULT_MAX_NEW_TOKENS})")
+    parser.add_argument("--batch-size", type=int, help="samples per forward pass (max_batch_size)")
+    parser.add_argument("--template", help="ms-swift template, e.g. qwen2_5_vl (needed for some local models)")
+    parser.add_argument("--gpus", help="GPUs to use, e.g. 0 (sets CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other `swift infer` argument, checked against the installed ms-swift")
+    parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
+
+
+def _run_infer(args: argparse.Namespace) -> int:
+    """Answer a dataset with `swift infer` and write a results JSONL that `plates eval` reads directly
+    (one line per sample in dataset order, with `response` and `labels`).
+
+    examples:
+      plates infer --adapters output/v0-…/checkpoint-300 --dataset data/ -o results/finetuned.jsonl
+      plates infer --model Qwen/Qwen2.5-VL-7B-Instruct --dataset data/val.jsonl -o results/base.jsonl
+    """
+    return run_infer(args.output, dry_run=args.dry_run, adapters=args.adapters, model=args.model,
+                     dataset=args.dataset, backend=args.backend, max_pixels=args.max_pixels,
+                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, template=args.template,
+                     overrides=args.overrides, gpus=args.gpus)
+
+
+def _configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--adapters", required=True, help="LoRA checkpoint from `plates train`")
+    parser.add_argument("-o", "--output-dir", help="folder for the merged model (default: CHECKPOINT-merged)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other `swift export` argument, checked against the installed ms-swift")
+    parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    """Merge a LoRA checkpoint into its base model (`swift export --merge_lora true`), e.g. before serving it
+    with vLLM, which cannot apply a LoRA that adapted the vision tower."""
+    code, target = run_export(args.adapters, args.output_dir, overrides=args.overrides, dry_run=args.dry_run)
+    if target is not None:
+        print(f"merged model: {target}")
+    return code
+
+
+COMMANDS = {
+    "infer": (_configure_infer, _run_infer, "answer a dataset with ms-swift (swift infer) -> results for plates eval"),
+    "export": (_configure_export, _run_export, "merge a LoRA checkpoint into its base model (swift export)"),
+}

@@ -1,0 +1,271 @@
+"""Label vocabularies and normalisation shared by every stage.
+
+The vocabularies live as data in the repository's ``labels/`` folder (or ``$PLATES_LABELS_DIR``); this module
+only loads them and applies them, so parse, teach, build and eval agree on what '单层' or '车头' means.
+Unknown values are kept verbatim and reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+VEHICLE_GROUP = "车辆属性"
+PLATE_GROUP = "车牌属性"
+VEHICLE_FIELDS = ("车辆品牌", "车辆类型", "车辆颜色", "车辆朝向")
+PLATE_FIELDS = ("车牌国家", "车牌省份", "车牌号码", "车牌颜色", "车牌层数", "车牌用途")
+FIELDS = VEHICLE_FIELDS + PLATE_FIELDS
+PLATE_NUMBER = "车牌号码"
+UNKNOWN = "未知"
+
+_SEPARATORS = re.compile(r"[\s\-_.·•・]+")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def labels_dir() -> Path:
+    """Where the vocabularies live: ``$PLATES_LABELS_DIR`` or the repository's ``labels/``."""
+    env = os.environ.get("PLATES_LABELS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "labels"
+
+
+def fold(text: str) -> str:
+    """Matching key: NFKC (full-width to half-width), lower case, no surrounding space."""
+    return unicodedata.normalize("NFKC", str(text)).strip().lower()
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """One field's canonical values and the synonym lookup built from them."""
+
+    field: str
+    group: str
+    open: bool
+    free_text: bool
+    canonical: tuple[str, ...]
+    lookup: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Normalised:
+    value: str
+    known: bool
+
+
+@functools.lru_cache(maxsize=None)
+def load_vocabularies(directory: str | None = None) -> dict[str, Vocabulary]:
+    """Load ``fields.yaml`` into per-field vocabularies (cached: hot paths call this per value)."""
+    path = Path(directory) if directory else labels_dir()
+    data = yaml.safe_load((path / "fields.yaml").read_text(encoding="utf-8"))
+    unknown_synonyms = [fold(s) for s in data.get("unknown_synonyms", [])]
+    vocabularies: dict[str, Vocabulary] = {}
+    for field, spec in data["fields"].items():
+        lookup = {s: UNKNOWN for s in unknown_synonyms}
+        canonical = []
+        for value, synonyms in (spec.get("values") or {}).items():
+            canonical.append(value)
+            for name in [value, *(synonyms or [])]:
+                lookup.setdefault(fold(name), value)
+        vocabularies[field] = Vocabulary(
+            field=field,
+            group=spec["group"],
+            open=bool(spec.get("open")),
+            free_text=bool(spec.get("free_text")),
+            canonical=tuple(canonical),
+            lookup=lookup,
+        )
+    missing = set(FIELDS) - set(vocabularies)
+    if missing:
+        raise ValueError(f"{path / 'fields.yaml'} lacks fields: {', '.join(sorted(missing))}")
+    return vocabularies
+
+
+@functools.lru_cache(maxsize=None)
+def load_plate_rules(directory: str | None = None) -> dict[str, Any]:
+    path = Path(directory) if directory else labels_dir()
+    return yaml.safe_load((path / "plates.yaml").read_text(encoding="utf-8"))
+
+
+def canonical_values(field: str) -> tuple[str, ...]:
+    """The closed list of answers for an enumerated field (without '未知')."""
+    return load_vocabularies()[field].canonical
+
+
+def normalise(field: str, raw: Any) -> Normalised:
+    """Map a raw value to its canonical form. Unknown values come back verbatim with ``known=False``."""
+    if raw is None:
+        return Normalised(UNKNOWN, True)
+    return _normalise_text(field, raw if isinstance(raw, str) else str(raw))
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalise_text(field: str, raw: str) -> Normalised:
+    vocab = load_vocabularies()[field]
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if vocab.free_text:
+        if fold(text) in vocab.lookup:
+            return Normalised(UNKNOWN, True)
+        return Normalised(normalise_plate_number(text), True)
+    hit = vocab.lookup.get(text.lower())
+    if hit is not None:
+        return Normalised(hit, True)
+    squeezed = _SEPARATORS.sub("", text.lower())
+    hit = vocab.lookup.get(squeezed)
+    if hit is not None:
+        return Normalised(hit, True)
+    return Normalised(text, False)
+
+
+def normalise_plate_number(raw: str) -> str:
+    """Canonical plate number: half-width, upper case; mainland numbers lose their separators
+    ('云K CM158' -> '云KCM158'), foreign numbers keep single spaces ('14 11586')."""
+    text = unicodedata.normalize("NFKC", str(raw)).strip().upper()
+    if text and _CJK.match(text):
+        return _SEPARATORS.sub("", text)
+    return re.sub(r"\s+", " ", text)
+
+
+def plate_key(raw: str) -> str:
+    """Comparison key for plate numbers: no spaces, hyphens, dots or width differences."""
+    if not raw.isascii() or not unicodedata.is_normalized("NFKC", raw):
+        raw = unicodedata.normalize("NFKC", str(raw))
+    return _SEPARATORS.sub("", raw.upper())
+
+
+def province_for_abbreviation(abbreviation: str) -> str | None:
+    for province, abbr in load_plate_rules()["abbreviations"].items():
+        if abbr == abbreviation:
+            return province
+    return None
+
+
+def abbreviation_for_province(province: str) -> str | None:
+    return load_plate_rules()["abbreviations"].get(province)
+
+
+@dataclass(frozen=True)
+class _PlateRules:
+    ordinary: re.Pattern
+    new_energy: re.Pattern
+    abbreviations: frozenset
+    province_abbr: dict
+    suffix: re.Pattern
+    suffix_usage: dict
+    usage_colours: dict
+
+
+@functools.lru_cache(maxsize=1)
+def _plate_rules() -> _PlateRules:
+    """plates.yaml compiled once: plate_warnings runs for every parsed name (hot path)."""
+    rules = load_plate_rules()
+    abbrs = "".join(rules["abbreviations"].values())
+    letters = rules["letters"]
+    serial = f"[{letters}0-9]"
+    suffixes = "|".join(sorted(rules["special_suffixes"], key=len, reverse=True))
+    n = rules["serial_length"]["ordinary"]
+    m = rules["serial_length"]["new_energy"]
+    return _PlateRules(
+        ordinary=re.compile(f"[{abbrs}][{letters}](?:{serial}{{{n}}}|{serial}{{{n - 1}}}(?:{suffixes})"
+                            f"|{serial}{{{n - 2}}}(?:{suffixes}))"),
+        new_energy=re.compile(f"[{abbrs}][{letters}]{serial}{{{m}}}"),
+        abbreviations=frozenset(abbrs),
+        province_abbr=dict(rules["abbreviations"]),
+        suffix=re.compile(f"(?:{suffixes})$"),
+        suffix_usage={k: v for k, v in rules["special_suffixes"].items() if v},
+        usage_colours={k: frozenset(v) for k, v in rules["usage_colours"].items()},
+    )
+
+
+_HK_MACAU = frozenset(("香港特别行政区", "澳门特别行政区"))
+_NEV_OK_USAGES = frozenset((UNKNOWN, "新能源车牌", "货车车牌", "出租车车牌"))
+
+
+def plate_warnings(plate: dict[str, str]) -> list[str]:
+    """Consistency checks of one canonical plate: number pattern, abbreviation vs province,
+    colour vs usage. Each warning is 'code: detail'; foreign and unknown plates only get the checks that apply."""
+    rules = _plate_rules()
+    warnings: list[str] = []
+    number = plate.get(PLATE_NUMBER, UNKNOWN)
+    country = plate.get("车牌国家", UNKNOWN)
+    province = plate.get("车牌省份", UNKNOWN)
+    colour = plate.get("车牌颜色", UNKNOWN)
+    usage = plate.get("车牌用途", UNKNOWN)
+    key = plate_key(number) if number != UNKNOWN else ""
+    first = key[:1]
+    mainland = country == "中国" or (country == UNKNOWN and first in rules.abbreviations and first != "")
+    if mainland and key and province not in _HK_MACAU:
+        if rules.new_energy.fullmatch(key):
+            if usage not in _NEV_OK_USAGES:
+                warnings.append(f"plate_length: {number} has 8 characters (new-energy) but usage is {usage}")
+        elif not rules.ordinary.fullmatch(key):
+            warnings.append(f"plate_pattern: {number} is not a mainland plate number")
+        elif usage == "新能源车牌":
+            warnings.append(f"plate_length: new-energy plate {number} should have 8 characters")
+        if first in rules.abbreviations and province != UNKNOWN:
+            expected = rules.province_abbr.get(province)
+            if expected and expected != first:
+                warnings.append(f"province_mismatch: {number} starts with {first} but province is {province}")
+        suffix = rules.suffix.search(key)
+        if suffix:
+            implied = rules.suffix_usage.get(suffix.group())
+            if implied and usage not in (UNKNOWN, implied):
+                warnings.append(f"suffix_usage: {number} ends with {suffix.group()} but usage is {usage}")
+    allowed = rules.usage_colours.get(usage)
+    if allowed and colour != UNKNOWN and colour not in allowed and (mainland or country == UNKNOWN):
+        warnings.append(f"colour_usage: {colour} plate with usage {usage}")
+    return warnings
+
+
+def unknown_value_warnings(labels: dict[str, Any]) -> list[str]:
+    """'unknown_value: field=value' for every value outside its vocabulary."""
+    out = []
+    for field, value in iter_field_values(labels):
+        if field == PLATE_NUMBER or value == UNKNOWN:
+            continue
+        if value not in load_vocabularies()[field].canonical:
+            out.append(f"unknown_value: {field}={value}")
+    return out
+
+
+def iter_field_values(labels: dict[str, Any]) -> Iterable[tuple[str, str]]:
+    vehicle = labels.get(VEHICLE_GROUP) or {}
+    for field in VEHICLE_FIELDS:
+        yield field, vehicle.get(field, UNKNOWN)
+    for plate in labels.get(PLATE_GROUP) or []:
+        for field in PLATE_FIELDS:
+            yield field, plate.get(field, UNKNOWN)
+
+
+def normalise_vehicle(raw: dict[str, Any]) -> dict[str, str]:
+    return {f: normalise(f, raw.get(f)).value for f in VEHICLE_FIELDS}
+
+
+def normalise_plate(raw: dict[str, Any]) -> dict[str, str]:
+    return {f: normalise(f, raw.get(f)).value for f in PLATE_FIELDS}
+
+
+def answer_from_labels(labels: dict[str, Any]) -> dict[str, Any]:
+    """The JSON answer the model is taught for a record's labels (schema: ``eval/answer.schema.json``).
+
+    One plate gives the seed's shape, ``"车牌属性": {...}``; no plate gives ``[]`` and several plates a list of
+    objects, so single-plate answers stay exactly as in the seed while every image still has one valid answer.
+    """
+    vehicle = normalise_vehicle(labels.get(VEHICLE_GROUP) or {})
+    plates = [normalise_plate(p) for p in labels.get(PLATE_GROUP) or []]
+    return {VEHICLE_GROUP: vehicle, PLATE_GROUP: plates[0] if len(plates) == 1 else plates}
+
+
+def plates_of_answer(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The list of plates in an answer, whichever of the three shapes it uses."""
+    value = answer.get(PLATE_GROUP)
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return [p for p in value if isinstance(p, dict)]
+    return []

@@ -1,0 +1,621 @@
+"""`plates parse`: a labelled image dump -> one clean, validated record per image (see ``plates.records``).
+
+Labels live in the file names. Two grammars are understood:
+
+* the seed's: ``车辆属性:品牌-朝向-类型-颜色_车牌属性0:国家-省份-号码-颜色-层数-用途[_车牌属性1:…]_id_id….jpg``
+  (ASCII or full-width colons, plate numbers with spaces or hyphens, brands containing '-', any number of ids);
+* CCPD's (Chinese City Parking Dataset): ``area-tilt-box-vertices-plateindices-brightness-blur.jpg``, whose
+  plate characters are indices into CCPD's province / alphabet / ads tables.
+
+Every file under ROOT ends up either as a record or as a reject with a reason, so a dump is fully accounted for.
+Image sizes come from the file header (no decode); only files whose header cannot be read are decoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, NamedTuple
+
+from plates.errors import UserError
+from plates.io import atomic_write, progress, write_json
+from plates.labels import (
+    PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, canonical_values, normalise,
+    plate_warnings, province_for_abbreviation,
+)
+
+FORMATS = ("auto", "seed", "ccpd")
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+CHUNK_FILES = 1000
+
+# CCPD's own tables (github.com/detectRecog/CCPD); 'O' marks "no character".
+CCPD_PROVINCES = ("皖", "沪", "津", "渝", "冀", "晋", "蒙", "辽", "吉", "黑", "苏", "浙", "京", "闽", "赣", "鲁", "豫",
+                  "鄂", "湘", "粤", "桂", "琼", "川", "贵", "云", "藏", "陕", "甘", "青", "宁", "新", "警", "学", "O")
+CCPD_ALPHABETS = tuple("ABCDEFGHJKLMNPQRSTUVWXYZO")
+CCPD_ADS = tuple("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789O")
+
+_MARKER = re.compile(r"(车辆属性|车牌属性)[ \t]*(\d*)[ \t]*[:：]?")
+_CCPD = re.compile(r"^\d+-\d+_\d+-\d+&\d+_\d+&\d+-\d+&\d+(?:_\d+&\d+){3}-(\d+(?:_\d+){6,7})-\d+-\d+$")
+_NO_PLATE = frozenset({"", "无", "无车牌", "none", "无牌"})
+_VEHICLE_HINT = "品牌-朝向-类型-颜色"
+_PLATE_HINT = "国家-省份-号码-颜色-层数-用途"
+
+
+class ParsedName(NamedTuple):
+    """Canonical labels, the name's id fields and 'code: detail' warnings."""
+
+    labels: dict[str, Any]
+    ids: list[str]
+    warnings: list[str]
+
+
+class Rejected(NamedTuple):
+    """Why a file cannot become a record; ``code`` groups reasons in the summary."""
+
+    reason: str
+    code: str = "unparseable_name"
+
+
+# ---------------------------------------------------------------------------------------------- file names
+
+
+def strip_extension(name: str) -> str:
+    """'a.b.JPG' -> 'a.b'; only a short alphanumeric suffix counts (plate numbers like '29A-123.45' contain dots)."""
+    dot = name.rfind(".")
+    if dot > 0 and len(name) - dot <= 6:
+        extension = name[dot + 1:]
+        if extension.isascii() and extension.isalnum():
+            return name[:dot]
+    return name
+
+
+def name_format(name: str) -> str | None:
+    """'seed', 'ccpd' or None: which grammar a file name is written in."""
+    if "车辆属性" in name or "车牌属性" in name:
+        return "seed"
+    if _CCPD.match(strip_extension(name.rpartition("/")[2])):
+        return "ccpd"
+    return None
+
+
+def parse_filename(name: str, fmt: str = "auto") -> ParsedName | Rejected:
+    """Parse one file name (a path's last component is used) in the given format; never raises on bad names."""
+    base = name.rpartition("/")[2]
+    if fmt == "auto":
+        fmt = name_format(base) or "none"
+        if fmt == "none":
+            return Rejected("name matches neither the seed grammar (车辆属性:…_车牌属性0:…) nor CCPD's")
+    if fmt == "seed":
+        return parse_seed_filename(base)
+    if fmt == "ccpd":
+        return parse_ccpd_filename(base)
+    raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def parse_seed_filename(name: str) -> ParsedName | Rejected:
+    """Parse a name in the seed's grammar into canonical labels (see the module docstring)."""
+    stem = strip_extension(name.rpartition("/")[2])
+    if not unicodedata.is_normalized("NFKC", stem):
+        stem = unicodedata.normalize("NFKC", stem)  # full-width colons, letters and digits
+    last = stem.rfind("属性")
+    if last < 0:
+        return Rejected("no 车辆属性 or 车牌属性 field in the name")
+    cut = stem.find("_", last)
+    parsed = _labels_text(stem if cut < 0 else stem[:cut])
+    if isinstance(parsed, Rejected):
+        return parsed
+    ids, vehicle, plates, warnings = parsed
+    if cut >= 0:
+        ids = [*ids, *(token for token in stem[cut + 1:].split("_") if token and not token.isspace())]
+    else:
+        ids = list(ids)
+    # the cache holds templates: callers get their own dicts
+    labels = {VEHICLE_GROUP: vehicle.copy(), PLATE_GROUP: [plate.copy() for plate in plates]}
+    return ParsedName(labels, ids, list(warnings))
+
+
+@functools.lru_cache(maxsize=65536)
+def _labels_text(text: str) -> tuple[tuple[str, ...], dict, tuple[dict, ...], tuple[str, ...]] | Rejected:
+    """(leading ids, vehicle, plates, warnings) of a name without its trailing ids; never mutate the dicts.
+    Memoised: a dump holds several frames of each vehicle, whose names differ only in their ids."""
+    pieces = _MARKER.split(text)  # [prefix, group, index, text, group, index, text, …]
+    if len(pieces) == 1:
+        return Rejected("no 车辆属性 or 车牌属性 field in the name")
+    ids = tuple(token for token in pieces[0].replace("-", "_").split("_") if token.strip())
+    vehicle_text: str | None = None
+    warnings: list[str] = []
+    plates: list[dict[str, str]] = []
+    indices: list[str] = []
+    for position in range(1, len(pieces), 3):
+        group, index, segment = pieces[position], pieces[position + 1], pieces[position + 2].strip(" _")
+        if group == VEHICLE_GROUP:
+            if index:
+                return Rejected(f"车辆属性 carries an index ({group}{index})")
+            if vehicle_text is not None:
+                return Rejected("车辆属性 appears twice in the name")
+            vehicle_text = segment
+        elif segment.lower() not in _NO_PLATE:
+            parsed = _plate_segment(index, segment)
+            if isinstance(parsed, Rejected):
+                return parsed
+            plates.append(parsed[0])
+            warnings.extend(parsed[1])
+            indices.append(index)
+    if vehicle_text is None:
+        vehicle = (UNKNOWN,) * len(VEHICLE_FIELDS)
+        warnings.insert(0, "missing_vehicle: no 车辆属性 in the name")
+    else:
+        parsed_vehicle = _vehicle_segment(vehicle_text)
+        if isinstance(parsed_vehicle, Rejected):
+            return parsed_vehicle
+        vehicle = parsed_vehicle[0]
+        warnings[:0] = parsed_vehicle[1]
+    if indices and indices != _SEQUENTIAL[: len(indices)] and any(indices):
+        warnings.append(f"plate_index: 车牌属性 indices are {', '.join(i or '(none)' for i in indices)}")
+    return ids, dict(zip(VEHICLE_FIELDS, vehicle)), tuple(plates), tuple(warnings)
+
+
+_SEQUENTIAL = [str(i) for i in range(100)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _vehicle_segment(text: str) -> tuple[tuple[str, ...], tuple[str, ...]] | Rejected:
+    parts = [part.strip() for part in text.split("-")]
+    if len(parts) < 4:
+        return Rejected(f"车辆属性 {text!r} has {len(parts)} fields, expected 4 ({_VEHICLE_HINT})")
+    raw = {"车辆品牌": "-".join(parts[:-3]), "车辆朝向": parts[-3], "车辆类型": parts[-2], "车辆颜色": parts[-1]}
+    values, warnings = [], []
+    for name in VEHICLE_FIELDS:
+        result = normalise(name, raw[name])
+        values.append(result.value)
+        if not result.known:
+            warnings.append(f"unknown_value: {name}={result.value}")
+    return tuple(values), tuple(warnings)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plate_fields(country: str, province: str, colour: str, layers: str, usage: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Normalised non-number plate fields (few distinct combinations, so cached) and their unknown-value warnings."""
+    values, warnings = [], []
+    for name, raw in zip(("车牌国家", "车牌省份", "车牌颜色", "车牌层数", "车牌用途"), (country, province, colour, layers, usage)):
+        result = normalise(name, raw.strip())
+        values.append(result.value)
+        if not result.known:
+            warnings.append(f"unknown_value: {name}={result.value}")
+    return tuple(values), tuple(warnings)
+
+
+@functools.lru_cache(maxsize=1)
+def _province_names() -> frozenset[str]:
+    return frozenset(canonical_values("车牌省份"))
+
+
+# Mainland numbers as file names write them ('云K CM158'); for these the canonical number is the text without
+# spaces, exactly what plates.labels.normalise_plate_number returns (tests check the two agree).
+_SIMPLE_MAINLAND = re.compile(r"[\u4e00-\u9fff][A-Z0-9][A-Z0-9 ]*[\u4e00-\u9fff]{0,2}")
+
+
+def plate_number(raw: str) -> str:
+    """Canonical plate number of a file name's raw number (fast path for the common mainland form)."""
+    if _SIMPLE_MAINLAND.fullmatch(raw):
+        return raw.replace(" ", "")
+    return normalise(PLATE_NUMBER, raw).value
+
+
+def _plate_segment(index: str, text: str) -> tuple[dict[str, str], tuple[str, ...]] | Rejected:
+    """Canonical plate values and warnings of one 车牌属性 text."""
+    parts = text.split("-")
+    notes: list[str] = []
+    if len(parts) == 5 and normalise("车牌省份", parts[1]).value not in _province_names():
+        # Foreign plates are often written without a province: 阿布扎比-14 11586-白色-单层-私家车
+        parts.insert(1, UNKNOWN)
+        notes.append(f"missing_field: 车牌属性{index} has no 车牌省份")
+    if len(parts) < 6:
+        return Rejected(f"车牌属性{index} {text!r} has {len(parts)} fields, expected 6 ({_PLATE_HINT})")
+    number = plate_number("-".join(parts[2:-3]).strip() if len(parts) > 6 else parts[2].strip())
+    (country, province, colour, layers, usage), unknown = _plate_fields(parts[0], parts[1], *parts[-3:])
+    plate = {"车牌国家": country, "车牌省份": province, "车牌号码": number, "车牌颜色": colour, "车牌层数": layers,
+             "车牌用途": usage}
+    notes.extend(unknown)
+    notes.extend(plate_warnings(plate))
+    return plate, tuple(notes)
+
+
+def parse_ccpd_filename(name: str) -> ParsedName | Rejected:
+    """Parse a CCPD name: the fifth '-' field holds 7 (blue) or 8 (green new-energy) character indices.
+    Vehicle fields are unknown; the area/tilt/box/brightness/blur fields are not labels and are dropped."""
+    stem = strip_extension(os.path.basename(name))
+    match = _CCPD.match(stem)
+    if not match:
+        return Rejected("not a CCPD name (area-tilt-box-vertices-indices-brightness-blur)")
+    indices = [int(i) for i in match.group(1).split("_")]
+    tables = [CCPD_PROVINCES, CCPD_ALPHABETS] + [CCPD_ADS] * (len(indices) - 2)
+    chars = []
+    for position, (value, table) in enumerate(zip(indices, tables)):
+        if value >= len(table):
+            return Rejected(f"CCPD character {position} has index {value}, beyond its table of {len(table)}")
+        chars.append(table[value])
+    number = "".join(chars)
+    province = province_for_abbreviation(chars[0]) or UNKNOWN
+    green = len(indices) == 8
+    plate = dict(zip(PLATE_FIELDS, ("中国", province, number, "绿色" if green else "蓝色", "单层车牌",
+                                    "新能源车牌" if green else "燃油车车牌")))
+    vehicle = dict.fromkeys(VEHICLE_FIELDS, UNKNOWN)
+    return ParsedName({VEHICLE_GROUP: vehicle, PLATE_GROUP: [plate]}, [], plate_warnings(plate))
+
+
+def clear_caches() -> None:
+    """Forget memoised name fragments (benchmarks time cold runs)."""
+    for cached in (_labels_text, _vehicle_segment, _plate_fields):
+        cached.cache_clear()
+
+
+# ---------------------------------------------------------------------------------------------- image headers
+
+
+class ImageInfo(NamedTuple):
+    width: int
+    height: int
+    channels: int
+    warnings: tuple[str, ...] = ()
+
+
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+_HEAD_BYTES = 32768  # whole small images in one read: no second read for the end marker
+
+
+def read_image_info(path: str) -> ImageInfo | Rejected:
+    """Width, height and channels (as stored: 1 grey, 3 colour, 4 with alpha or CMYK) from the file header;
+    files whose header cannot be read are decoded with OpenCV, and rejected only if that fails too."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        return Rejected(f"cannot open: {exc.strerror}", "unreadable")
+    try:
+        head = os.read(fd, _HEAD_BYTES)
+        if not head:
+            return Rejected("empty file", "empty_file")
+        info = None
+        if head[:2] == b"\xff\xd8":
+            info = _jpeg_info(fd, head)
+        elif head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 26 and head[12:16] == b"IHDR":
+            info = _png_info(head)
+        elif head[:2] == b"BM" and len(head) >= 30:
+            info = _bmp_info(head)
+    except OSError as exc:
+        return Rejected(f"cannot read: {exc.strerror}", "unreadable")
+    finally:
+        os.close(fd)
+    return info if info is not None else _decoded_info(path)
+
+
+def _jpeg_info(fd: int, data: bytes) -> ImageInfo | None:
+    offset = 2
+    while True:
+        while offset + 9 >= len(data):
+            more = os.pread(fd, max(_HEAD_BYTES, offset + 10 - len(data)), len(data))
+            if not more:
+                return None
+            data += more
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:
+            offset += 1
+            continue
+        if marker == 0xD8 or marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            offset += 2
+            continue
+        if marker == 0xD9 or marker == 0xDA:
+            return None
+        if marker in _SOF:
+            height = int.from_bytes(data[offset + 5: offset + 7], "big")
+            width = int.from_bytes(data[offset + 7: offset + 9], "big")
+            if not width or not height:
+                return None
+            return ImageInfo(width, height, data[offset + 9], _jpeg_end_warnings(fd, data))
+        offset += 2 + int.from_bytes(data[offset + 2: offset + 4], "big")
+
+
+def _jpeg_end_warnings(fd: int, data: bytes) -> tuple[str, ...]:
+    """A JPEG cut short (interrupted copy or download) lacks its end marker; it still decodes, partly grey."""
+    size = os.fstat(fd).st_size
+    tail = data[-64:] if size <= len(data) else os.pread(fd, 64, max(0, size - 64))
+    return () if b"\xff\xd9" in tail else ("image_truncated: JPEG has no end marker (cut-off file?)",)
+
+
+def _png_info(head: bytes) -> ImageInfo | None:
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    channels = _PNG_CHANNELS.get(head[25])
+    return ImageInfo(width, height, channels) if width and height and channels else None
+
+
+def _bmp_info(head: bytes) -> ImageInfo | None:
+    if int.from_bytes(head[14:18], "little") < 40:
+        return None
+    width = int.from_bytes(head[18:22], "little", signed=True)
+    height = abs(int.from_bytes(head[22:26], "little", signed=True))
+    bits = int.from_bytes(head[28:30], "little")
+    return ImageInfo(width, height, 4 if bits == 32 else 3) if width > 0 and height else None
+
+
+def _decoded_info(path: str) -> ImageInfo | Rejected:
+    import cv2
+    import numpy as np
+
+    try:
+        image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except (OSError, cv2.error) as exc:
+        return Rejected(f"cannot decode: {exc}", "corrupt_image")
+    if image is None:
+        return Rejected("corrupt image: no readable header and OpenCV cannot decode it", "corrupt_image")
+    return ImageInfo(image.shape[1], image.shape[0], 1 if image.ndim == 2 else image.shape[2])
+
+
+# ---------------------------------------------------------------------------------------------- dumps
+
+
+def iter_files(root: str | Path, exclude: Iterable[str | Path] = ()) -> list[str]:
+    """Every file under ``root`` as a '/'-separated relative path, sorted (deterministic across machines).
+    Symlinked folders are not followed (no cycles); ``exclude`` names absolute paths to skip (our own outputs)."""
+    root = os.path.abspath(root)
+    skip = {os.path.abspath(p) for p in exclude}
+    found: list[str] = []
+    stack = [("", root)]
+    while stack:
+        prefix, folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((rel + "/", entry.path))
+                elif entry.path not in skip:
+                    found.append(rel)
+    found.sort()
+    return found
+
+
+def parse_file(root: str, rel: str, fmt: str = "auto") -> dict[str, Any] | Rejected:
+    """The record for one file (``rel`` relative to the absolute ``root``), or why it has none."""
+    name = rel.rpartition("/")[2]
+    dot = name.rfind(".")
+    extension = name[dot:].lower() if dot > 0 else ""
+    if extension not in IMAGE_EXTENSIONS:
+        return Rejected(f"not an image file (extension {extension or 'none'!r})", "not_image")
+    chosen = name_format(name) if fmt == "auto" else fmt
+    if chosen is None:
+        return Rejected("name matches neither the seed grammar (车辆属性:…_车牌属性0:…) nor CCPD's")
+    parsed = parse_seed_filename(name) if chosen == "seed" else parse_ccpd_filename(name)
+    if isinstance(parsed, Rejected):
+        return parsed
+    info = read_image_info(root + "/" + rel)
+    if isinstance(info, Rejected):
+        return info
+    return {"image": rel, "root": root, "format": chosen, "width": info.width, "height": info.height,
+            "channels": info.channels, "labels": parsed.labels, "ids": parsed.ids,
+            "warnings": parsed.warnings + list(info.warnings)}
+
+
+@dataclass
+class ParseSummary:
+    """What a parse saw: counts that always add up (parsed + rejected = files), value and warning counts."""
+
+    files: int = 0
+    parsed: int = 0
+    rejected: int = 0
+    formats: Counter = field(default_factory=Counter)
+    reject_codes: Counter = field(default_factory=Counter)
+    warning_codes: Counter = field(default_factory=Counter)
+    records_with_warnings: int = 0
+    plates_per_image: Counter = field(default_factory=Counter)
+    vehicles: Counter = field(default_factory=Counter)
+    plates: Counter = field(default_factory=Counter)
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        self.files += 1
+        self.parsed += 1
+        self.formats[record["format"]] += 1
+        labels = record["labels"]
+        self.vehicles[tuple(labels[VEHICLE_GROUP].values())] += 1
+        plates = labels[PLATE_GROUP]
+        self.plates_per_image[len(plates)] += 1
+        for plate in plates:
+            self.plates[(plate["车牌国家"], plate["车牌省份"], plate["车牌颜色"], plate["车牌层数"], plate["车牌用途"])] += 1
+        if record["warnings"]:
+            self.records_with_warnings += 1
+            for warning in record["warnings"]:
+                self.warning_codes[warning.partition(":")[0]] += 1
+
+    def add_reject(self, rejected: Rejected) -> None:
+        self.files += 1
+        self.rejected += 1
+        self.reject_codes[rejected.code] += 1
+
+    def merge(self, other: ParseSummary) -> None:
+        self.files += other.files
+        self.parsed += other.parsed
+        self.rejected += other.rejected
+        self.records_with_warnings += other.records_with_warnings
+        for name in ("formats", "reject_codes", "warning_codes", "plates_per_image", "vehicles", "plates"):
+            getattr(self, name).update(getattr(other, name))
+
+    def field_counts(self) -> dict[str, Counter]:
+        counts = {name: Counter() for name in VEHICLE_FIELDS + tuple(f for f in PLATE_FIELDS if f != PLATE_NUMBER)}
+        for values, n in self.vehicles.items():
+            for name, value in zip(VEHICLE_FIELDS, values):
+                counts[name][value] += n
+        for values, n in self.plates.items():
+            for name, value in zip(("车牌国家", "车牌省份", "车牌颜色", "车牌层数", "车牌用途"), values):
+                counts[name][value] += n
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files, "parsed": self.parsed, "rejected": self.rejected,
+            "formats": dict(self.formats), "reject_codes": dict(self.reject_codes),
+            "records_with_warnings": self.records_with_warnings, "warning_codes": dict(self.warning_codes),
+            "plates_per_image": {str(k): v for k, v in sorted(self.plates_per_image.items())},
+            "field_values": {name: dict(c.most_common()) for name, c in self.field_counts().items()},
+        }
+
+    def lines(self, top: int = 8) -> list[str]:
+        out = [f"files seen {self.files} = parsed {self.parsed} + rejected {self.rejected}"]
+        if self.formats:
+            out.append("formats: " + ", ".join(f"{k} {v}" for k, v in self.formats.most_common()))
+        if self.reject_codes:
+            out.append("rejects: " + ", ".join(f"{k} {v}" for k, v in self.reject_codes.most_common()))
+        plates = ", ".join(f"{k} plate{'s' if k != 1 else ''}: {v}" for k, v in sorted(self.plates_per_image.items()))
+        if plates:
+            out.append("images with " + plates)
+        out.append(f"records with warnings: {self.records_with_warnings}"
+                   + ("" if not self.warning_codes else " (" + ", ".join(
+                       f"{k} {v}" for k, v in self.warning_codes.most_common()) + ")"))
+        for name, counts in self.field_counts().items():
+            if not counts:
+                continue
+            shown = ", ".join(f"{value} {n}" for value, n in counts.most_common(top))
+            more = len(counts) - top
+            out.append(f"  {name}: {shown}" + (f", … {more} more values" if more > 0 else ""))
+        return out
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _parse_chunk(task: tuple[str, list[str], str]) -> tuple[list[str], list[str], ParseSummary]:
+    """Parse a slice of the file list into ready-to-write JSON lines (so workers do the serialising)."""
+    root, rels, fmt = task
+    records, rejects, summary = [], [], ParseSummary()
+    for rel in rels:
+        try:
+            result = parse_file(root, rel, fmt)
+        except Exception as exc:  # noqa: BLE001 - one odd file must not lose the whole dump; it is reported
+            result = Rejected(f"internal error while parsing: {type(exc).__name__}: {exc}", "internal_error")
+        if isinstance(result, Rejected):
+            summary.add_reject(result)
+            rejects.append(_encode({"image": rel, "root": root, "reason": result.reason, "code": result.code}) + "\n")
+        else:
+            summary.add_record(result)
+            records.append(_encode(result) + "\n")
+    return records, rejects, summary
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops the pool (a worker dying mid-task would hang it)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def parse_dump(root: str | Path, fmt: str = "auto", jobs: int = 1, files: list[str] | None = None,
+               show_progress: bool = True) -> Iterator[tuple[list[str], list[str], ParseSummary]]:
+    """Parse ``files`` (default: every file under ``root``, see :func:`iter_files`) in order, yielding
+    ``(record lines, reject lines, summary)`` per chunk; with ``jobs`` > 1 chunks are parsed in worker
+    processes (order is kept)."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
+    root = os.path.abspath(root)
+    if files is None:
+        files = iter_files(root)
+    tasks = [(root, files[i: i + CHUNK_FILES], fmt) for i in range(0, len(files), CHUNK_FILES)]
+    bar = progress(total=len(files), unit="file", desc="parse", **({} if show_progress else {"disable": True}))
+    try:
+        if jobs > 1 and len(tasks) > 1:
+            import multiprocessing
+
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            with context.Pool(min(jobs, len(tasks)), initializer=_ignore_interrupts) as pool:
+                for result in pool.imap(_parse_chunk, tasks):
+                    bar.update(result[2].files)
+                    yield result
+        else:
+            for task in tasks:
+                result = _parse_chunk(task)
+                bar.update(result[2].files)
+                yield result
+    finally:
+        bar.close()
+
+
+def default_rejects_path(output: Path) -> Path:
+    """``out.jsonl`` -> ``out.rejects.jsonl``."""
+    stem = output.name[: -len(".jsonl")] if output.name.endswith(".jsonl") else output.name
+    return output.with_name(stem + ".rejects.jsonl")
+
+
+def parse_to_files(root: str | Path, output: str | Path, rejects: str | Path | None = None, fmt: str = "auto",
+                   jobs: int = 1, show_progress: bool = True) -> ParseSummary:
+    """Write the records and rejects files atomically (both appear only when the whole dump is done)."""
+    root_path = Path(root)
+    if not root_path.exists():
+        raise UserError(f"ROOT {root}: no such directory")
+    if not root_path.is_dir():
+        raise UserError(f"ROOT {root}: not a directory (give the folder that holds the images)")
+    output = Path(output)
+    rejects = Path(rejects) if rejects else default_rejects_path(output)
+    for path in (output, rejects):
+        if path.is_dir():
+            raise UserError(f"{path}: is a directory, expected a file path")
+    if output.resolve() == rejects.resolve():
+        raise UserError("the records and rejects files must differ")
+    files = iter_files(root, exclude=(output, rejects))  # listed before our temporary outputs appear
+    summary = ParseSummary()
+    with atomic_write(output) as records_out, atomic_write(rejects) as rejects_out:
+        for records, rejected, chunk_summary in parse_dump(root, fmt, jobs, files, show_progress):
+            records_out.writelines(records)
+            rejects_out.writelines(rejected)
+            summary.merge(chunk_summary)
+    return summary
+
+
+def default_jobs() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", metavar="ROOT", help="folder of labelled images (searched recursively)")
+    parser.add_argument("-o", "--output", metavar="OUT", required=True, help="records file to write (JSONL)")
+    parser.add_argument("--rejects", metavar="PATH",
+                        help="where files that cannot become records go, with a reason (default: OUT with .rejects.jsonl)")
+    parser.add_argument("--format", choices=FORMATS, default="auto", dest="fmt",
+                        help="file-name grammar: seed (车辆属性:…), ccpd, or auto (decide per file; default)")
+    parser.add_argument("-j", "--jobs", type=int, default=default_jobs(),
+                        help="worker processes (default: CPU count, at most 8; 1 = no workers)")
+    parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Parse a labelled image dump into clean records, one JSON line per image.
+
+    Labels come from the file names (the seed's 车辆属性:…_车牌属性0:… grammar, or CCPD names); values are
+    normalised to the canonical vocabulary in labels/, rule violations become warnings on the record.
+    Every file ends up parsed or rejected (with a reason, in the rejects file); the summary shows the counts.
+    Image sizes are read from file headers without decoding.
+
+    example: plates parse /data/dump -o records.jsonl
+    """
+    if args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    output = Path(args.output)
+    rejects = Path(args.rejects) if args.rejects else default_rejects_path(output)
+    summary = parse_to_files(args.root, output, rejects, args.fmt, args.jobs)
+    if args.summary:
+        write_json(args.summary, summary.to_dict())
+    print(f"plates parse: {args.root} -> {output} ({summary.parsed} records), {rejects} ({summary.rejected} rejects)")
+    for line in summary.lines():
+        print(line)
+    if summary.files == 0:
+        print(f"plates parse: note: no files under {args.root}")
+    return 0
+
+
+COMMANDS = {"parse": (configure, run, "labelled image dump -> JSONL records (one per image, every file accounted for)")}

@@ -1,0 +1,541 @@
+"""Teacher backends for `plates teach`: prompts as versioned data, an OpenAI-compatible client, a template writer.
+
+* :class:`Prompts` — ``prompts/v1/prompts.yaml`` (the describe / caption / fuse / reason prompts and the caption
+  question pool, in Chinese like the seed) and ``template.yaml`` (phrase pools of the offline writer). A folder
+  given with ``--prompts`` overrides them. Each mode's prompt text is hashed into the resume key, so an edited
+  prompt is never mistaken for finished work.
+* :class:`OpenAIBackend` — any chat-completions endpoint (GPT-4o, DashScope, ModelScope API-Inference, vLLM,
+  ``swift deploy``) through the official ``openai`` client. Images go as base64 data URLs (``swift deploy``
+  rejects ``file://`` paths with ':'), shrunk to a pixel budget first. Several base URLs are used round-robin.
+  Retries are ours, not the client's: exponential backoff with jitter on 429, 5xx, timeouts and dropped
+  connections, honouring ``Retry-After``; a shared limiter keeps requests under ``--rpm``.
+* :class:`TemplateBackend` — deterministic, offline, label-only texts (backend ``template``, model
+  ``template-v1``): the demo and tests run without any model, and the output says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import itertools
+import json
+import math
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from plates.errors import UserError
+from plates.io import repo_root
+from plates.labels import (
+    PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, abbreviation_for_province,
+    answer_from_labels,
+)
+
+MODES = ("describe", "caption", "fuse", "reason")
+IMAGE_MODES = ("describe", "caption", "reason")
+DEFAULT_MAX_PIXELS = 1003520  # the seed's MAX_PIXELS (1280 * 28 * 28)
+RETRY_AFTER_CAP = 600.0  # seconds: a longer Retry-After is honoured only up to this
+
+
+def default_prompts_dir() -> Path:
+    return repo_root() / "prompts" / "v1"
+
+
+def digest(obj: Any, length: int = 16) -> str:
+    data = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The prompt set of one version, loaded from a prompts folder."""
+
+    version: str
+    system: str
+    modes: dict[str, dict[str, Any]]
+    questions: tuple[str, ...]
+    max_chars: dict[str, int]
+    template: dict[str, Any]
+    source: Path
+
+    def digest(self, mode: str) -> str:
+        """Fingerprint of everything that shapes a ``mode`` request (part of the resume key)."""
+        uses_pool = mode in ("describe", "caption")
+        return digest([self.version, self.system, self.modes[mode], self.max_chars.get(mode),
+                       list(self.questions) if uses_pool else None])
+
+    def question_for(self, mode: str, seed: str) -> str | None:
+        """The question a ``mode`` output answers in training: drawn from the pool, fixed per image."""
+        if mode == "reason":
+            return None
+        pool = self.questions
+        return pool[int(hashlib.sha256(f"{mode}:{seed}".encode()).hexdigest(), 16) % len(pool)]
+
+
+def load_prompts(directory: str | Path | None = None) -> Prompts:
+    """Read ``prompts.yaml`` and ``template.yaml`` from a prompts folder; a malformed one is a user error."""
+    folder = Path(directory) if directory else default_prompts_dir()
+    prompts_file = folder / "prompts.yaml"
+    template_file = folder / "template.yaml"
+    for path in (prompts_file, template_file):
+        if not path.is_file():
+            raise UserError(f"{path}: no such file (a prompts folder holds prompts.yaml and template.yaml)")
+    try:
+        data = yaml.safe_load(prompts_file.read_text(encoding="utf-8")) or {}
+        template = yaml.safe_load(template_file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{folder}: not valid YAML ({exc})") from None
+    problems = [f"'{m}.prompt'" for m in MODES if not isinstance((data.get(m) or {}).get("prompt"), str)]
+    questions = (data.get("caption") or {}).get("questions") or []
+    if not questions or not all(isinstance(q, str) and q.strip() for q in questions):
+        problems.append("'caption.questions' (a list of questions)")
+    if not data.get("version"):
+        problems.append("'version'")
+    if not isinstance(template.get("model"), str):
+        problems.append(f"{template_file.name}: 'model'")
+    if problems:
+        raise UserError(f"{prompts_file}: missing or invalid {', '.join(problems)}")
+    return Prompts(
+        version=str(data["version"]),
+        system=str(data.get("system") or ""),
+        modes={m: dict(data[m]) for m in MODES},
+        questions=tuple(q.strip() for q in questions),
+        max_chars={str(k): int(v) for k, v in (data.get("max_chars") or {}).items()},
+        template=template,
+        source=folder,
+    )
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    """Fill ``{name}`` placeholders that ``values`` knows; other braces (JSON examples) stay as they are."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
+
+
+def labels_lines(labels: dict[str, Any]) -> str:
+    """The labels as short lines for a prompt: '车辆属性:车辆品牌=东风,…' and one line per plate."""
+    vehicle = labels.get(VEHICLE_GROUP) or {}
+    lines = [f"{VEHICLE_GROUP}:" + ",".join(f"{f}={vehicle.get(f, UNKNOWN)}" for f in VEHICLE_FIELDS)]
+    plates = labels.get(PLATE_GROUP) or []
+    if not plates:
+        lines.append(f"{PLATE_GROUP}:无(图中没有可见车牌)")
+    for index, plate in enumerate(plates, 1):
+        name = PLATE_GROUP if len(plates) == 1 else f"{PLATE_GROUP}(第{index}块)"
+        lines.append(f"{name}:" + ",".join(f"{f}={plate.get(f, UNKNOWN)}" for f in PLATE_FIELDS))
+    return "\n".join(lines)
+
+
+def plate_numbers(labels: dict[str, Any]) -> str:
+    numbers = [p.get(PLATE_NUMBER, UNKNOWN) for p in labels.get(PLATE_GROUP) or []]
+    numbers = [n for n in numbers if n and n != UNKNOWN]
+    return "、".join(numbers) if numbers else "无"
+
+
+@dataclass
+class Request:
+    """One teacher call: the rendered prompt plus what a label-only writer needs."""
+
+    key: str
+    mode: str
+    labels: dict[str, Any]
+    question: str | None
+    system: str
+    prompt: str
+    image: bytes | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Completion:
+    text: str
+    usage: dict[str, int] | None = None
+    attempts: int = 1
+    retried: dict[str, int] = field(default_factory=dict)
+
+
+class TeacherError(Exception):
+    """A request that failed for good. ``reason`` is short and record-independent (summaries group by it);
+    ``fatal`` means every further request would fail too (bad key, unknown model)."""
+
+    def __init__(self, reason: str, *, fatal: bool = False, retried: dict[str, int] | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.fatal = fatal
+        self.retried = retried or {}
+
+
+def build_request(prompts: Prompts, mode: str, key: str, labels: dict[str, Any], *, question: str | None,
+                  image: bytes | None = None, inputs: dict[str, str] | None = None) -> Request:
+    inputs = inputs or {}
+    values = {
+        "labels": labels_lines(labels),
+        "answer": json.dumps(answer_from_labels(labels), ensure_ascii=False),
+        "plate_numbers": plate_numbers(labels),
+        "question": question or "",
+        "max_chars": prompts.max_chars.get(mode, 300),
+        "describe": inputs.get("describe", ""),
+        "caption": inputs.get("caption", ""),
+    }
+    return Request(key=key, mode=mode, labels=labels, question=question, system=prompts.system,
+                   prompt=render(prompts.modes[mode]["prompt"], values), image=image if mode in IMAGE_MODES else None,
+                   inputs=inputs)
+
+
+# --- images -------------------------------------------------------------------------------------------------
+
+_MIME = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG": "image/png"}
+
+
+def image_data_url(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """A base64 data URL of the image, shrunk (aspect kept) so width * height <= ``max_pixels``.
+    Returns ``(url, width, height)`` of what is sent; an undecodable image is a :class:`TeacherError`."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise TeacherError("image cannot be decoded")
+    height, width = image.shape[:2]
+    mime = next((m for magic, m in _MIME.items() if data.startswith(magic)), None)
+    if width * height > max_pixels:
+        scale = math.sqrt(max_pixels / (width * height))
+        width, height = max(1, int(width * scale)), max(1, int(height * scale))
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        mime = None
+    if mime is None:
+        ok, encoded = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), 92])
+        if not ok:  # pragma: no cover - a decoded uint8 image always encodes
+            raise TeacherError("image cannot be encoded")
+        data, mime = encoded.tobytes(), "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", width, height
+
+
+# --- rate limit and retries ---------------------------------------------------------------------------------
+
+class RateLimiter:
+    """Spaces request starts at least 60/rpm seconds apart across all threads (0 = unlimited)."""
+
+    def __init__(self, rpm: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.interval = 60.0 / rpm if rpm and rpm > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            self._sleep(start - now)
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, ``retry-after`` seconds or HTTP date)."""
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random, retry_after: float | None = None) -> float:
+    """Exponential backoff with 'equal jitter' (between half and all of ``base * 2**attempt``, at most ``cap``);
+    a server's Retry-After wins (up to ``RETRY_AFTER_CAP``), plus up to 10 % so a crowd of clients does not
+    return at the same instant."""
+    if retry_after is not None:
+        return min(retry_after, RETRY_AFTER_CAP) * (1.0 + 0.1 * rng.random())
+    delay = min(cap, base * (2 ** attempt))
+    return delay / 2 + rng.random() * delay / 2
+
+
+# --- backends -----------------------------------------------------------------------------------------------
+
+class OpenAIBackend:
+    """Chat completions against one or more OpenAI-compatible servers."""
+
+    name = "openai"
+
+    def __init__(self, base_urls: list[str], model: str, api_key: str, *, timeout: float = 120.0, retries: int = 5,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, rpm: float = 0.0, max_tokens: int = 1024,
+                 temperature: float | None = 0.7, backoff_base: float = 1.0, backoff_cap: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        import openai
+
+        if not base_urls:
+            raise UserError("--backend openai needs at least one --base-url")
+        self.base_urls = list(base_urls)
+        self._secret = api_key
+        self._clients = [openai.OpenAI(base_url=url, api_key=api_key, timeout=timeout, max_retries=0)
+                         for url in self.base_urls]
+        self._turn = itertools.count()
+        self._turn_lock = threading.Lock()
+        self.model = model
+        self.timeout = timeout
+        self.retries = max(0, retries)
+        self.max_pixels = max_pixels
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.limiter = RateLimiter(rpm)
+        self._sleep = sleep
+        self._rng = random.Random()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.model
+
+    def _client(self):
+        with self._turn_lock:
+            return self._clients[next(self._turn) % len(self._clients)]
+
+    def resolve_model(self) -> str:
+        """Replace ``auto`` by the first model the server lists (``swift deploy`` serves exactly one)."""
+        if self.model != "auto":
+            return self.model
+        import openai
+
+        try:
+            models = [m.id for m in self._clients[0].models.list()]
+        except openai.APIError as exc:
+            raise UserError(f"--model auto: cannot list models at {self.base_urls[0]} "
+                            f"({_describe_error(exc, self._secret)})") from None
+        if not models:
+            raise UserError(f"--model auto: {self.base_urls[0]} serves no model")
+        self.model = models[0]
+        return self.model
+
+    def messages(self, request: Request) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        if request.image is not None:
+            url, _, _ = image_data_url(request.image, self.max_pixels)
+            content: Any = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": request.prompt}]
+        else:
+            content = request.prompt
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def complete(self, request: Request) -> Completion:
+        import openai
+
+        messages = self.messages(request)
+        retried: dict[str, int] = {}
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        for attempt in range(self.retries + 1):
+            self.limiter.wait()
+            try:
+                response = self._client().chat.completions.create(**kwargs)
+            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+                raise TeacherError(_describe_error(exc, self._secret), fatal=True, retried=retried) from None
+            except openai.APIStatusError as exc:
+                kind = str(exc.status_code)
+                if not _retryable_status(exc.status_code):
+                    raise TeacherError(_describe_error(exc, self._secret), retried=retried) from None
+                wait = retry_after_seconds(exc.response.headers if exc.response is not None else None)
+            except openai.APITimeoutError:
+                kind, wait = "timeout", None
+            except openai.APIConnectionError:
+                kind, wait = "connection", None
+            except openai.APIError as exc:  # e.g. a 200 whose body is not a chat completion
+                raise TeacherError(f"bad response: {_describe_error(exc, self._secret)}", retried=retried) from None
+            else:
+                return _completion(response, attempt + 1, retried)
+            retried[kind] = retried.get(kind, 0) + 1
+            if attempt == self.retries:
+                break
+            self._sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap, self._rng, wait))
+        last = max(retried, key=lambda k: retried[k]) if retried else "error"
+        raise TeacherError(_give_up_reason(last, self.retries + 1, self.timeout), retried=retried)
+
+
+def _retryable_status(status: int) -> bool:
+    return status in (408, 409, 425, 429) or status >= 500
+
+
+def _give_up_reason(kind: str, attempts: int, timeout: float) -> str:
+    if kind == "timeout":
+        return f"timeout: no answer within {timeout:g} s, {attempts} attempts"
+    if kind == "connection":
+        return f"connection failed, {attempts} attempts"
+    return f"HTTP {kind}, {attempts} attempts"
+
+
+def _describe_error(exc: Exception, secret: str = "") -> str:
+    status = getattr(exc, "status_code", None)
+    text = str(getattr(exc, "message", "") or exc).strip()
+    message = text.splitlines()[0][:160] if text else type(exc).__name__
+    if secret and len(secret) >= 4:
+        message = message.replace(secret, "***")
+    return f"HTTP {status}: {message}" if status else message
+
+
+def _completion(response: Any, attempts: int, retried: dict[str, int]) -> Completion:
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        raise TeacherError("response has no choices", retried=retried)
+    text = (choices[0].message.content or "").strip()
+    usage = getattr(response, "usage", None)
+    tokens = None
+    if usage is not None:
+        tokens = {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                  "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
+    return Completion(text=text, usage=tokens, attempts=attempts, retried=retried)
+
+
+class TemplateBackend:
+    """Label-only, deterministic texts from the phrase pools in ``template.yaml``; never looks at the image."""
+
+    name = "template"
+
+    def __init__(self, prompts: Prompts):
+        self.pools = prompts.template
+        self.model = str(self.pools["model"])
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.model}:{digest(self.pools)}"
+
+    def resolve_model(self) -> str:
+        return self.model
+
+    def complete(self, request: Request) -> Completion:
+        rng = random.Random(request.key)
+        writer = getattr(self, f"_{request.mode}")
+        text = re.sub(r"\s+\n|\n\s+", "\n", writer(request, rng)).strip()
+        return Completion(text=text)
+
+    def _pick(self, rng: random.Random, *path: str) -> str:
+        node: Any = self.pools
+        for name in path:
+            node = node[name]
+        return rng.choice(node) if isinstance(node, list) else str(node)
+
+    def _vehicle_values(self, labels: dict[str, Any], rng: random.Random) -> dict[str, str]:
+        vehicle = labels.get(VEHICLE_GROUP) or {}
+        colour = vehicle.get("车辆颜色", UNKNOWN)
+        brand = vehicle.get("车辆品牌", UNKNOWN)
+        kind = vehicle.get("车辆类型", UNKNOWN)
+        orientation = vehicle.get("车辆朝向", UNKNOWN)
+        pool = self.pools["orientation"]
+        return {
+            "colour": colour if colour != UNKNOWN else "颜色难辨",
+            "colour_adj": f"{colour}的" if colour != UNKNOWN else "",
+            "brand": brand if brand != UNKNOWN else "",
+            "type": kind if kind != UNKNOWN else "车辆",
+            "orientation": rng.choice(pool.get(orientation) or pool[UNKNOWN]),
+        }
+
+    def _plate_sentence(self, plate: dict[str, str], prefix: str, rng: random.Random) -> str:
+        clauses = self.pools["plate_clauses"]
+        number = plate.get(PLATE_NUMBER, UNKNOWN)
+        country, province = plate.get("车牌国家", UNKNOWN), plate.get("车牌省份", UNKNOWN)
+        colour, layers, usage = plate.get("车牌颜色", UNKNOWN), plate.get("车牌层数", UNKNOWN), plate.get("车牌用途", UNKNOWN)
+        origin = "".join(v for v in (country, province) if v != UNKNOWN)
+        values = {"number": number, "origin": origin, "plate_colour": colour, "layers": layers, "usage": usage}
+        parts = [rng.choice(clauses["number"] if number != UNKNOWN else clauses["number_unknown"])]
+        if origin:
+            parts.append(rng.choice(clauses["origin"]))
+        if colour != UNKNOWN and layers != UNKNOWN:
+            parts.append(rng.choice(clauses["look"]))
+        elif colour != UNKNOWN:
+            parts.append(rng.choice(clauses["look_colour_only"]))
+        elif layers != UNKNOWN:
+            parts.append(rng.choice(clauses["look_layers_only"]))
+        if usage != UNKNOWN:
+            parts.append(rng.choice(clauses["usage"]))
+        return prefix + render(",".join(parts), values) + "。"
+
+    def _plates_text(self, labels: dict[str, Any], rng: random.Random) -> str:
+        plates = labels.get(PLATE_GROUP) or []
+        if not plates:
+            return self._pick(rng, "no_plate")
+        if len(plates) == 1:
+            return self._plate_sentence(plates[0], self._pick(rng, "plate_prefix_one"), rng)
+        return "".join(self._plate_sentence(p, render(self._pick(rng, "plate_prefix_many"), {"index": i}) + ",", rng)
+                       for i, p in enumerate(plates, 1))
+
+    def _describe(self, request: Request, rng: random.Random) -> str:
+        values = self._vehicle_values(request.labels, rng)
+        text = render(self._pick(rng, "vehicle"), values) + self._plates_text(request.labels, rng)
+        return text + self._pick(rng, "closing")
+
+    def _caption(self, request: Request, rng: random.Random) -> str:
+        values = self._vehicle_values(request.labels, rng)
+        return render(self._pick(rng, "caption"), values) + self._plates_text(request.labels, rng)
+
+    def _fuse(self, request: Request, rng: random.Random) -> str:
+        from plates.gate import OK, check
+
+        from plates.labels import plate_key
+
+        describe = request.inputs.get("describe", "").strip()
+        vehicle = request.labels.get(VEHICLE_GROUP) or {}
+        known = [plate_key(p.get(PLATE_NUMBER, UNKNOWN)) for p in request.labels.get(PLATE_GROUP) or []]
+        known += [vehicle.get(f, UNKNOWN) for f in ("车辆品牌", "车辆类型")]
+        known = [k for k in known if k and k != UNKNOWN]
+
+        def adds_detail(sentence: str) -> bool:
+            """A caption sentence worth keeping: says nothing the description already covers, contradicts nothing."""
+            squeezed = plate_key(sentence)
+            return (not any(k in squeezed or k in sentence for k in known) and sentence.strip() not in describe
+                    and check(sentence, {VEHICLE_GROUP: vehicle, PLATE_GROUP: []}).verdict == OK)
+
+        sentences = re.findall(r"[^。!?!?\n]+[。!?!?]?", request.inputs.get("caption", ""))
+        return describe + "".join(s.strip() for s in sentences if s.strip() and adds_detail(s))
+
+    def _reason(self, request: Request, rng: random.Random) -> str:
+        pools = self.pools["reason"]
+        vehicle_values = self._vehicle_values(request.labels, rng)
+        vehicle = request.labels.get(VEHICLE_GROUP) or {}
+        parts = []
+        for plate in request.labels.get(PLATE_GROUP) or []:
+            number, province = plate.get(PLATE_NUMBER, UNKNOWN), plate.get("车牌省份", UNKNOWN)
+            abbr = abbreviation_for_province(province) if province != UNKNOWN else None
+            origin = "".join(v for v in (plate.get("车牌国家", UNKNOWN), province) if v != UNKNOWN)
+            values = {"number": number, "abbr": abbr, "province": province, "origin": origin or "未知地区",
+                      "plate_colour": plate.get("车牌颜色", UNKNOWN), "layers": plate.get("车牌层数", UNKNOWN),
+                      "usage": plate.get("车牌用途", UNKNOWN)}
+            if number != UNKNOWN and abbr and number.startswith(abbr):
+                parts.append(render(rng.choice(pools["plate"]), values))
+            elif number != UNKNOWN:
+                parts.append(render(rng.choice(pools["plate_foreign"]), values))
+            if UNKNOWN not in (values["plate_colour"], values["layers"], values["usage"]):
+                parts.append(render(rng.choice(pools["look"]), values))
+        if vehicle.get("车辆品牌", UNKNOWN) != UNKNOWN:
+            parts.append(render(rng.choice(pools["brand"]), vehicle_values))
+        if UNKNOWN not in (vehicle.get("车辆颜色", UNKNOWN), vehicle.get("车辆类型", UNKNOWN)):
+            parts.append(render(rng.choice(pools["vehicle"]), vehicle_values))
+        side = rng.choice(pools["orientation"].get(vehicle.get("车辆朝向", UNKNOWN)) or [""])
+        if side:
+            parts.append(side)
+        return ";".join(parts) + "。" if parts else "图中信息有限,依据标注作答。"

@@ -1,0 +1,31 @@
+"""Session fixtures: small real data built once (drawn images, the tiny Qwen2.5-VL)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MODELSCOPE_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight Qwen2.5-VL that real ms-swift accepts (built once, no download)."""
+    from plates.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def synth_dump(tmp_path_factory) -> Path:
+    """A small labelled dump of drawn JPEGs named in the seed's grammar (plus a few broken names)."""
+    from plates.synth import make_dump
+
+    root = tmp_path_factory.mktemp("dump") / "dump with space"
+    make_dump(root, 24, seed=0, broken=2, corrupt=1)
+    return root
