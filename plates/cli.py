@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 
 from plates import __version__
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plates {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (configure, run, help_text) in _load_commands().items():
-        p = sub.add_parser(name, help=help_text, description=(run.__doc__ or help_text).strip(),
+        p = sub.add_parser(name, help=help_text, description=inspect.cleandoc(run.__doc__ or help_text),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         configure(p)
         p.set_defaults(_run=run)

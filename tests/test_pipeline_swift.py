@@ -121,11 +121,16 @@ def test_infer_with_adapter_writes_results_in_dataset_order(finetuned_results, d
     assert leftovers == [], "no staging files left behind"
 
 
-def test_plates_eval_reads_the_results(finetuned_results, tmp_path):
+def test_plates_eval_reads_the_results(finetuned_results, dataset_dir, tmp_path):
     report = tmp_path / "report.json"
     assert main(["eval", str(finetuned_results), "--json", str(report)]) == 0
     data = json.loads(report.read_text(encoding="utf-8"))
-    assert data, "a report was written"
+    assert data["n"] == len(read_jsonl(dataset_dir / "val.jsonl"))
+    assert data["skipped_lines"] == 0
+    assert set(data["fields"]) >= {"车辆品牌", "车牌号码"}
+    for field in data["fields"].values():
+        assert field["correct"] <= field["support"]
+        assert field["accuracy"] is None if field["support"] == 0 else 0 <= field["accuracy"] <= 1
 
 
 def test_base_model_inference_for_the_before_after_comparison(tiny_model_dir, dataset_dir, tmp_path):
