@@ -18,6 +18,10 @@ from pathlib import Path
 from plates.errors import UserError
 
 DEFAULT_WORKDIR = "plates-demo"
+RUN_PLACEHOLDER = "RUN"
+# The tiny model answers in about 100 tokens once trained; a cap keeps the random base model from rambling.
+DEMO_MAX_NEW_TOKENS = 256
+DEMO_MAX_PIXELS = 50176  # what the tiny_cpu preset trains with
 
 
 def _check_requirements() -> None:
@@ -53,7 +57,8 @@ def _quote(arg: str) -> str:
 
 
 def demo_steps(workdir: Path, images: int, seed: int) -> list[tuple[str, list[str]]]:
-    """The ordered stage invocations (title, plates argv) the demo runs; pure, so tests can inspect it."""
+    """The ordered stage invocations (title, plates argv) the demo runs; pure, so tests can inspect it.
+    ``RUN`` stands for the training run folder, known only once training has finished."""
     w = workdir
     dump, records, teach, dataset = w / "dump", w / "records.jsonl", w / "teacher.jsonl", w / "dataset"
     model, runs, reports = w / "tiny-qwen2.5-vl", w / "runs", w / "reports"
@@ -63,17 +68,20 @@ def demo_steps(workdir: Path, images: int, seed: int) -> list[tuple[str, list[st
     for mode in ("describe", "caption", "fuse", "reason"):
         steps.append((f"teach ({mode})", ["teach", str(records), "-o", str(teach), "--mode", mode,
                                           "--backend", "template"]))
+    infer_common = ["--dataset", str(dataset / "val.jsonl"), "--max-new-tokens", str(DEMO_MAX_NEW_TOKENS),
+                    "--batch-size", "8"]
     steps += [
         ("build", ["build", str(records), "-o", str(dataset), "--descriptions", str(teach),
                    "--val-ratio", "0.25", "--seed", str(seed)]),
         ("tiny-model", ["tiny-model", str(model)]),
         ("train", ["train", "--preset", "tiny_cpu", "--dataset", str(dataset), "--model", str(model),
                    "--output-dir", str(runs)]),
-        ("infer (base model)", ["infer", "--model", str(model), "--dataset", str(dataset / "val.jsonl"),
-                                "-o", str(w / "results.base.jsonl"), "--preset", "tiny_cpu"]),
-        ("infer (fine-tuned)", ["infer", "--adapters", "LAST", "--dataset", str(dataset / "val.jsonl"),
-                                "-o", str(w / "results.tuned.jsonl"), "--preset", "tiny_cpu"]),
-        ("eval (base model)", ["eval", str(w / "results.base.jsonl"), "--json", str(reports / "base.json")]),
+        ("infer (base model)", ["infer", "--model", str(model), "-o", str(w / "results.base.jsonl"),
+                                "--max-pixels", str(DEMO_MAX_PIXELS), *infer_common]),
+        ("infer (fine-tuned)", ["infer", "--adapters", RUN_PLACEHOLDER, "-o", str(w / "results.tuned.jsonl"),
+                                *infer_common]),
+        ("eval (base model)", ["eval", str(w / "results.base.jsonl"), "--json", str(reports / "base.json"),
+                               "--markdown", str(reports / "base.md")]),
         ("eval (fine-tuned)", ["eval", str(w / "results.tuned.jsonl"), "--json", str(reports / "tuned.json"),
                                "--markdown", str(reports / "tuned.md"), "--plots", str(reports / "plots"),
                                "--by", "车牌颜色"]),
@@ -82,9 +90,18 @@ def demo_steps(workdir: Path, images: int, seed: int) -> list[tuple[str, list[st
     return steps
 
 
+def latest_run(runs: Path) -> Path | None:
+    """The newest ms-swift run folder (``v3-20250101-120000``) under ``runs`` that plates wrote a manifest into."""
+    from plates.train import MANIFEST_NAME
+
+    if not runs.is_dir():
+        return None
+    found = [p for p in runs.iterdir() if p.is_dir() and p.name.startswith("v") and (p / MANIFEST_NAME).is_file()]
+    return max(found, key=lambda p: (p / MANIFEST_NAME).stat().st_mtime) if found else None
+
+
 def run_demo(workdir: Path, images: int, seed: int = 0) -> Path:
     from plates.synth import make_dump
-    from plates.train import last_checkpoint
 
     _check_requirements()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -95,11 +112,11 @@ def run_demo(workdir: Path, images: int, seed: int = 0) -> Path:
     make_dump(dump, images, seed=seed, broken=3, corrupt=1)
     started = time.monotonic()
     for title, argv in demo_steps(workdir, images, seed):
-        if "LAST" in argv:
-            checkpoint = last_checkpoint(workdir / "runs")
-            if checkpoint is None:
-                raise UserError(f"training left no checkpoint under {workdir / 'runs'}")
-            argv = [str(checkpoint) if a == "LAST" else a for a in argv]
+        if RUN_PLACEHOLDER in argv:
+            run = latest_run(workdir / "runs")
+            if run is None:
+                raise UserError(f"training left no run folder under {workdir / 'runs'}")
+            argv = [str(run) if a == RUN_PLACEHOLDER else a for a in argv]
         _stage(title, argv)
     print(_closing_notes(workdir, time.monotonic() - started))
     return workdir
