@@ -122,6 +122,12 @@ def _normalise_text(field: str, raw: str) -> Normalised:
     return Normalised(text, False)
 
 
+def clear_caches() -> None:
+    """Forget memoised normalisations and plate checks (the vocabularies and rules stay loaded)."""
+    _normalise_text.cache_clear()
+    plate_checks.cache_clear()
+
+
 def normalise_plate_number(raw: str) -> str:
     """Canonical plate number: half-width, upper case; mainland numbers lose their separators
     ('云K CM158' -> '云KCM158'), foreign numbers keep single spaces ('14 11586')."""
@@ -153,9 +159,11 @@ def abbreviation_for_province(province: str) -> str | None:
 class _PlateRules:
     ordinary: re.Pattern
     new_energy: re.Pattern
+    new_energy_length: int
     abbreviations: frozenset
     province_abbr: dict
-    suffix: re.Pattern
+    suffixes: frozenset
+    suffix_lengths: tuple[int, ...]  # longest first: the longest suffix a number ends with counts
     suffix_usage: dict
     usage_colours: dict
 
@@ -174,9 +182,11 @@ def _plate_rules() -> _PlateRules:
         ordinary=re.compile(f"[{abbrs}][{letters}](?:{serial}{{{n}}}|{serial}{{{n - 1}}}(?:{suffixes})"
                             f"|{serial}{{{n - 2}}}(?:{suffixes}))"),
         new_energy=re.compile(f"[{abbrs}][{letters}]{serial}{{{m}}}"),
+        new_energy_length=m + 2,
         abbreviations=frozenset(abbrs),
         province_abbr=dict(rules["abbreviations"]),
-        suffix=re.compile(f"(?:{suffixes})$"),
+        suffixes=frozenset(rules["special_suffixes"]),
+        suffix_lengths=tuple(sorted({len(s) for s in rules["special_suffixes"]}, reverse=True)),
         suffix_usage={k: v for k, v in rules["special_suffixes"].items() if v},
         usage_colours={k: frozenset(v) for k, v in rules["usage_colours"].items()},
     )
@@ -189,37 +199,67 @@ _NEV_OK_USAGES = frozenset((UNKNOWN, "新能源车牌", "货车车牌", "出租�
 def plate_warnings(plate: dict[str, str]) -> list[str]:
     """Consistency checks of one canonical plate: number pattern, abbreviation vs province,
     colour vs usage. Each warning is 'code: detail'; foreign and unknown plates only get the checks that apply."""
-    rules = _plate_rules()
-    warnings: list[str] = []
-    number = plate.get(PLATE_NUMBER, UNKNOWN)
-    country = plate.get("车牌国家", UNKNOWN)
-    province = plate.get("车牌省份", UNKNOWN)
-    colour = plate.get("车牌颜色", UNKNOWN)
-    usage = plate.get("车牌用途", UNKNOWN)
-    key = plate_key(number) if number != UNKNOWN else ""
-    first = key[:1]
-    mainland = country == "中国" or (country == UNKNOWN and first in rules.abbreviations and first != "")
-    if mainland and key and province not in _HK_MACAU:
-        if rules.new_energy.fullmatch(key):
-            if usage not in _NEV_OK_USAGES:
-                warnings.append(f"plate_length: {number} has 8 characters (new-energy) but usage is {usage}")
-        elif not rules.ordinary.fullmatch(key):
-            warnings.append(f"plate_pattern: {number} is not a mainland plate number")
-        elif usage == "新能源车牌":
-            warnings.append(f"plate_length: new-energy plate {number} should have 8 characters")
-        if first in rules.abbreviations and province != UNKNOWN:
-            expected = rules.province_abbr.get(province)
-            if expected and expected != first:
-                warnings.append(f"province_mismatch: {number} starts with {first} but province is {province}")
-        suffix = rules.suffix.search(key)
-        if suffix:
-            implied = rules.suffix_usage.get(suffix.group())
-            if implied and usage not in (UNKNOWN, implied):
-                warnings.append(f"suffix_usage: {number} ends with {suffix.group()} but usage is {usage}")
-    allowed = rules.usage_colours.get(usage)
-    if allowed and colour != UNKNOWN and colour not in allowed and (mainland or country == UNKNOWN):
-        warnings.append(f"colour_usage: {colour} plate with usage {usage}")
-    return warnings
+    get = plate.get
+    number = get(PLATE_NUMBER, UNKNOWN)
+    checks = plate_checks(get("车牌国家", UNKNOWN), get("车牌省份", UNKNOWN), get("车牌颜色", UNKNOWN),
+                          get("车牌用途", UNKNOWN))
+    return checks.warnings(number, plate_key(number) if number != UNKNOWN else "")
+
+
+@functools.lru_cache(maxsize=4096)
+def plate_checks(country: str, province: str, colour: str, usage: str) -> PlateChecks:
+    """The :class:`PlateChecks` of plates with these canonical fields (few combinations, so memoised)."""
+    return PlateChecks(country, province, colour, usage)
+
+
+class PlateChecks:
+    """:func:`plate_warnings` for plates sharing country, province, colour and usage: what does not depend on
+    the number is worked out once, so checking a number (``warnings``) costs a regex match and a few lookups."""
+
+    __slots__ = ("rules", "mainland", "maybe_mainland", "check_numbers", "usage", "province", "abbreviation",
+                 "new_energy_usage", "new_energy_usage_ok", "conflicting_suffixes", "colour_warning")
+
+    def __init__(self, country: str, province: str, colour: str, usage: str):
+        rules = self.rules = _plate_rules()
+        self.mainland = country == "中国"
+        self.maybe_mainland = country == UNKNOWN  # mainland if the number starts with a province abbreviation
+        self.check_numbers = province not in _HK_MACAU
+        self.usage = usage
+        self.province = province
+        self.abbreviation = rules.province_abbr.get(province) if province != UNKNOWN else None
+        self.new_energy_usage = usage == "新能源车牌"
+        self.new_energy_usage_ok = usage in _NEV_OK_USAGES
+        self.conflicting_suffixes = frozenset(
+            suffix for suffix, implied in rules.suffix_usage.items() if usage not in (UNKNOWN, implied))
+        allowed = rules.usage_colours.get(usage)
+        self.colour_warning = (f"colour_usage: {colour} plate with usage {usage}"
+                               if allowed and colour != UNKNOWN and colour not in allowed
+                               and (self.mainland or self.maybe_mainland) else None)
+
+    def warnings(self, number: str, key: str) -> list[str]:
+        """'code: detail' warnings of a number; ``key`` is ``plate_key(number)``, '' for an unknown number."""
+        rules = self.rules
+        warnings: list[str] = []
+        if key and self.check_numbers and (self.mainland or (self.maybe_mainland and key[0] in rules.abbreviations)):
+            if len(key) == rules.new_energy_length and rules.new_energy.fullmatch(key):
+                if not self.new_energy_usage_ok:
+                    warnings.append(f"plate_length: {number} has 8 characters (new-energy) but usage is {self.usage}")
+            elif not rules.ordinary.fullmatch(key):
+                warnings.append(f"plate_pattern: {number} is not a mainland plate number")
+            elif self.new_energy_usage:
+                warnings.append(f"plate_length: new-energy plate {number} should have 8 characters")
+            first = key[0]
+            if self.abbreviation and first != self.abbreviation and first in rules.abbreviations:
+                warnings.append(f"province_mismatch: {number} starts with {first} but province is {self.province}")
+            for length in rules.suffix_lengths:  # the longest special suffix the number ends with
+                suffix = key[-length:]
+                if suffix in rules.suffixes:
+                    if suffix in self.conflicting_suffixes:
+                        warnings.append(f"suffix_usage: {number} ends with {suffix} but usage is {self.usage}")
+                    break
+        if self.colour_warning:
+            warnings.append(self.colour_warning)
+        return warnings
 
 
 def unknown_value_warnings(labels: dict[str, Any]) -> list[str]:

@@ -28,7 +28,8 @@ from plates.errors import UserError
 from plates.io import atomic_write, progress, write_json
 from plates.labels import (
     PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, canonical_values, normalise,
-    plate_warnings, province_for_abbreviation,
+    PlateChecks, clear_caches as clear_label_caches, plate_checks, plate_key, plate_warnings,
+    province_for_abbreviation,
 )
 
 FORMATS = ("auto", "seed", "ccpd")
@@ -102,23 +103,38 @@ def parse_filename(name: str, fmt: str = "auto") -> ParsedName | Rejected:
 def parse_seed_filename(name: str) -> ParsedName | Rejected:
     """Parse a name in the seed's grammar into canonical labels (see the module docstring)."""
     stem = strip_extension(name.rpartition("/")[2])
-    if not unicodedata.is_normalized("NFKC", stem):
-        stem = unicodedata.normalize("NFKC", stem)  # full-width colons, letters and digits
+    if not unicodedata.is_normalized("NFKC", stem):  # full-width colons, letters and digits
+        stem = stem.replace("：", ":")  # NFKC's own mapping, and the usual case: far cheaper than normalize
+        if not unicodedata.is_normalized("NFKC", stem):
+            stem = unicodedata.normalize("NFKC", stem)
     last = stem.rfind("属性")
     if last < 0:
         return Rejected("no 车辆属性 or 车牌属性 field in the name")
     cut = stem.find("_", last)
-    parsed = _labels_text(stem if cut < 0 else stem[:cut])
-    if isinstance(parsed, Rejected):
-        return parsed
-    ids, vehicle, plates, warnings = parsed
-    if cut >= 0:
-        ids = [*ids, *(token for token in stem[cut + 1:].split("_") if token and not token.isspace())]
+    if cut < 0:
+        parsed = _labels_text(stem)
+        trailing_ids = []
     else:
-        ids = list(ids)
-    # the cache holds templates: callers get their own dicts
+        parsed = _labels_text(stem[:cut])
+        trailing_ids = _id_tokens(stem[cut + 1:])
+    if parsed.__class__ is Rejected:
+        return parsed
+    leading_ids, vehicle, plates, warnings = parsed
+    # the cache holds templates: callers get their own dicts and lists
     labels = {VEHICLE_GROUP: vehicle.copy(), PLATE_GROUP: [plate.copy() for plate in plates]}
-    return ParsedName(labels, ids, list(warnings))
+    return _new_parsed_name((labels, [*leading_ids, *trailing_ids] if leading_ids else trailing_ids, list(warnings)))
+
+
+# ParsedName(labels, ids, warnings) without the Python-level __new__ a NamedTuple call goes through (hot path)
+_new_parsed_name = functools.partial(tuple.__new__, ParsedName)
+
+
+def _id_tokens(text: str) -> list[str]:
+    """'00032804_car10062' -> ['00032804', 'car10062'], without blank tokens."""
+    tokens = text.split("_")
+    if "" in tokens or not text.replace("_", "").isalnum():  # the common all-alphanumeric case needs no filter
+        tokens = [token for token in tokens if token.strip()]
+    return tokens
 
 
 @functools.lru_cache(maxsize=65536)
@@ -128,7 +144,7 @@ def _labels_text(text: str) -> tuple[tuple[str, ...], dict, tuple[dict, ...], tu
     pieces = _MARKER.split(text)  # [prefix, group, index, text, group, index, text, …]
     if len(pieces) == 1:
         return Rejected("no 车辆属性 or 车牌属性 field in the name")
-    ids = tuple(token for token in pieces[0].replace("-", "_").split("_") if token.strip())
+    ids = tuple(token for token in pieces[0].replace("-", "_").split("_") if token.strip()) if pieces[0] else ()
     vehicle_text: str | None = None
     warnings: list[str] = []
     plates: list[dict[str, str]] = []
@@ -143,53 +159,60 @@ def _labels_text(text: str) -> tuple[tuple[str, ...], dict, tuple[dict, ...], tu
             vehicle_text = segment
         elif segment.lower() not in _NO_PLATE:
             parsed = _plate_segment(index, segment)
-            if isinstance(parsed, Rejected):
+            if parsed.__class__ is Rejected:
                 return parsed
             plates.append(parsed[0])
             warnings.extend(parsed[1])
             indices.append(index)
     if vehicle_text is None:
-        vehicle = (UNKNOWN,) * len(VEHICLE_FIELDS)
+        vehicle = _UNKNOWN_VEHICLE
         warnings.insert(0, "missing_vehicle: no 车辆属性 in the name")
     else:
         parsed_vehicle = _vehicle_segment(vehicle_text)
-        if isinstance(parsed_vehicle, Rejected):
+        if parsed_vehicle.__class__ is Rejected:
             return parsed_vehicle
         vehicle = parsed_vehicle[0]
         warnings[:0] = parsed_vehicle[1]
     if indices and indices != _SEQUENTIAL[: len(indices)] and any(indices):
         warnings.append(f"plate_index: 车牌属性 indices are {', '.join(i or '(none)' for i in indices)}")
-    return ids, dict(zip(VEHICLE_FIELDS, vehicle)), tuple(plates), tuple(warnings)
+    return ids, vehicle, tuple(plates), tuple(warnings)
 
 
 _SEQUENTIAL = [str(i) for i in range(100)]
+_UNKNOWN_VEHICLE = dict.fromkeys(VEHICLE_FIELDS, UNKNOWN)
 
 
 @functools.lru_cache(maxsize=4096)
-def _vehicle_segment(text: str) -> tuple[tuple[str, ...], tuple[str, ...]] | Rejected:
+def _vehicle_segment(text: str) -> tuple[dict[str, str], tuple[str, ...]] | Rejected:
+    """Canonical vehicle (a template: never mutate it) and unknown-value warnings of one 车辆属性 text."""
     parts = [part.strip() for part in text.split("-")]
     if len(parts) < 4:
         return Rejected(f"车辆属性 {text!r} has {len(parts)} fields, expected 4 ({_VEHICLE_HINT})")
     raw = {"车辆品牌": "-".join(parts[:-3]), "车辆朝向": parts[-3], "车辆类型": parts[-2], "车辆颜色": parts[-1]}
-    values, warnings = [], []
+    vehicle, warnings = {}, []
     for name in VEHICLE_FIELDS:
         result = normalise(name, raw[name])
-        values.append(result.value)
+        vehicle[name] = result.value
         if not result.known:
             warnings.append(f"unknown_value: {name}={result.value}")
-    return tuple(values), tuple(warnings)
+    return vehicle, tuple(warnings)
 
 
 @functools.lru_cache(maxsize=4096)
-def _plate_fields(country: str, province: str, colour: str, layers: str, usage: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Normalised non-number plate fields (few distinct combinations, so cached) and their unknown-value warnings."""
-    values, warnings = [], []
-    for name, raw in zip(("车牌国家", "车牌省份", "车牌颜色", "车牌层数", "车牌用途"), (country, province, colour, layers, usage)):
+def _plate_fields(country: str, province: str, colour: str, layers: str, usage: str) -> tuple[dict, tuple, PlateChecks]:
+    """A plate's non-number fields, raw (few distinct combinations, so cached) -> the canonical plate with
+    an empty number (a template: never mutate it), its unknown-value warnings and its :class:`PlateChecks`."""
+    plate, warnings = {}, []
+    for name, raw in zip(PLATE_FIELDS, (country, province, "", colour, layers, usage)):
+        if name == PLATE_NUMBER:
+            plate[name] = ""
+            continue
         result = normalise(name, raw.strip())
-        values.append(result.value)
+        plate[name] = result.value
         if not result.known:
             warnings.append(f"unknown_value: {name}={result.value}")
-    return tuple(values), tuple(warnings)
+    checks = plate_checks(plate["车牌国家"], plate["车牌省份"], plate["车牌颜色"], plate["车牌用途"])
+    return plate, tuple(warnings), checks
 
 
 @functools.lru_cache(maxsize=1)
@@ -198,7 +221,8 @@ def _province_names() -> frozenset[str]:
 
 
 # Mainland numbers as file names write them ('云K CM158'); for these the canonical number is the text without
-# spaces, exactly what plates.labels.normalise_plate_number returns (tests check the two agree).
+# spaces, exactly what plates.labels.normalise_plate_number returns (tests check the two agree), and it is
+# its own plate_key.
 _SIMPLE_MAINLAND = re.compile(r"[\u4e00-\u9fff][A-Z0-9][A-Z0-9 ]*[\u4e00-\u9fff]{0,2}")
 
 
@@ -213,19 +237,28 @@ def _plate_segment(index: str, text: str) -> tuple[dict[str, str], tuple[str, ..
     """Canonical plate values and warnings of one 车牌属性 text."""
     parts = text.split("-")
     notes: list[str] = []
-    if len(parts) == 5 and normalise("车牌省份", parts[1]).value not in _province_names():
-        # Foreign plates are often written without a province: 阿布扎比-14 11586-白色-单层-私家车
-        parts.insert(1, UNKNOWN)
-        notes.append(f"missing_field: 车牌属性{index} has no 车牌省份")
-    if len(parts) < 6:
-        return Rejected(f"车牌属性{index} {text!r} has {len(parts)} fields, expected 6 ({_PLATE_HINT})")
-    number = plate_number("-".join(parts[2:-3]).strip() if len(parts) > 6 else parts[2].strip())
-    (country, province, colour, layers, usage), unknown = _plate_fields(parts[0], parts[1], *parts[-3:])
-    plate = {"车牌国家": country, "车牌省份": province, "车牌号码": number, "车牌颜色": colour, "车牌层数": layers,
-             "车牌用途": usage}
-    notes.extend(unknown)
-    notes.extend(plate_warnings(plate))
-    return plate, tuple(notes)
+    if len(parts) == 6:
+        raw_number = parts[2]
+    else:
+        if len(parts) == 5 and normalise("车牌省份", parts[1]).value not in _province_names():
+            # Foreign plates are often written without a province: 阿布扎比-14 11586-白色-单层-私家车
+            parts.insert(1, UNKNOWN)
+            notes.append(f"missing_field: 车牌属性{index} has no 车牌省份")
+        if len(parts) < 6:
+            return Rejected(f"车牌属性{index} {text!r} has {len(parts)} fields, expected 6 ({_PLATE_HINT})")
+        raw_number = "-".join(parts[2:-3])
+    raw_number = raw_number.strip()
+    if _SIMPLE_MAINLAND.fullmatch(raw_number):  # plate_number's fast path, inlined
+        number = key = raw_number.replace(" ", "")
+    else:
+        number = normalise(PLATE_NUMBER, raw_number).value
+        key = plate_key(number) if number != UNKNOWN else ""
+    template, unknown, checks = _plate_fields(parts[0], parts[1], parts[-3], parts[-2], parts[-1])
+    plate = template.copy()
+    plate[PLATE_NUMBER] = number
+    if notes or unknown:
+        return plate, (*notes, *unknown, *checks.warnings(number, key))
+    return plate, tuple(checks.warnings(number, key))
 
 
 def parse_ccpd_filename(name: str) -> ParsedName | Rejected:
@@ -252,9 +285,10 @@ def parse_ccpd_filename(name: str) -> ParsedName | Rejected:
 
 
 def clear_caches() -> None:
-    """Forget memoised name fragments (benchmarks time cold runs)."""
+    """Forget memoised name fragments and normalised values (benchmarks time cold runs)."""
     for cached in (_labels_text, _vehicle_segment, _plate_fields):
         cached.cache_clear()
+    clear_label_caches()
 
 
 # ---------------------------------------------------------------------------------------------- image headers
