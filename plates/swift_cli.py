@@ -84,12 +84,29 @@ def argument_fields(command: str) -> dict[str, dataclasses.Field]:
     which already includes the Hugging Face ``Seq2SeqTrainingArguments`` fields for sft."""
     if command not in ARGUMENT_CLASSES:
         raise ValueError(f"unknown ms-swift command {command!r}")
-    try:
-        import swift.arguments as arguments
-    except ImportError as exc:
-        raise UserError(f"cannot import ms-swift ({exc}); is it installed in this environment?") from None
+    arguments = _quiet_import("swift.arguments")
     cls = getattr(arguments, ARGUMENT_CLASSES[command])
     return {field.name: field for field in dataclasses.fields(cls)}
+
+
+def _quiet_import(module: str):
+    """Import an ms-swift module without its import-time INFO lines and library FutureWarnings, which would
+    bury a `--dry-run`'s command line; ms-swift's own runs (subprocesses) keep their logging."""
+    import importlib
+    import warnings
+
+    saved = os.environ.get("LOG_LEVEL")
+    if saved is None:
+        os.environ["LOG_LEVEL"] = "WARNING"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return importlib.import_module(module)
+    except ImportError as exc:
+        raise UserError(f"cannot import ms-swift ({exc}); is it installed in this environment?") from None
+    finally:
+        if saved is None:
+            os.environ.pop("LOG_LEVEL", None)
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:

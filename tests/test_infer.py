@@ -12,21 +12,12 @@ from plates import swift_cli
 from plates.cli import main
 from plates.errors import UserError
 from plates.infer import adapter_parts, build_infer_command, checkpoint_dir, run_export, run_infer
+from helpers import argv_pairs
 
 LANGUAGE_KEY = "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight"
 VISION_KEY = "base_model.model.model.visual.blocks.0.attn.qkv.lora_A.weight"
 
 
-def _pairs(argv: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    key = None
-    for item in argv:
-        if item.startswith("--"):
-            key = item[2:]
-            out[key] = []
-        elif key is not None:
-            out[key].append(item)
-    return out
 
 
 def _checkpoint(run: Path, keys: list[str], step: int = 10) -> Path:
@@ -66,7 +57,7 @@ def test_infer_command_with_adapters(run_dir, val_file, tmp_path):
     notes: list[str] = []
     argv, env = build_infer_command(adapters=str(run_dir), model=None, dataset=str(val_file),
                                     result_path=tmp_path / "r.jsonl", backend="pt", notes=notes)
-    got = _pairs(argv[argv.index("infer") + 1:])
+    got = argv_pairs(argv[argv.index("infer") + 1:])
     assert got["adapters"] == [str(ckpt)], "a run folder resolves to its last checkpoint"
     assert got["val_dataset"] == [str(val_file)]
     assert got["infer_backend"] == ["transformers"], "pt is transformers in ms-swift 4"
@@ -81,7 +72,7 @@ def test_explicit_max_pixels_wins_and_no_dataset_uses_the_training_val_set(run_d
     (run_dir / "plates_manifest.json").write_text(json.dumps({"max_pixels": 200704}))
     argv, env = build_infer_command(adapters=str(run_dir), model=None, dataset=None, max_pixels=50176,
                                     result_path=tmp_path / "r.jsonl", gpus="1")
-    got = _pairs(argv)
+    got = argv_pairs(argv)
     assert got["max_pixels"] == ["50176"] and env == {"MAX_PIXELS": "50176", "CUDA_VISIBLE_DEVICES": "1"}
     assert got["load_data_args"] == ["true"] and "val_dataset" not in got
 
@@ -98,7 +89,7 @@ def test_vllm_accepts_a_language_only_lora(tmp_path, val_file):
     ckpt = _checkpoint(tmp_path / "run", [LANGUAGE_KEY])
     argv, _ = build_infer_command(adapters=str(ckpt), model=None, dataset=str(val_file),
                                   result_path=tmp_path / "r", backend="vllm")
-    assert _pairs(argv)["infer_backend"] == ["vllm"]
+    assert argv_pairs(argv)["infer_backend"] == ["vllm"]
 
 
 def test_base_model_inference_needs_a_dataset_and_reads_the_tiny_template(tiny_model_dir, val_file, tmp_path):
@@ -106,7 +97,7 @@ def test_base_model_inference_needs_a_dataset_and_reads_the_tiny_template(tiny_m
         build_infer_command(adapters=None, model=str(tiny_model_dir), dataset=None, result_path=tmp_path / "r")
     argv, _ = build_infer_command(adapters=None, model=str(tiny_model_dir), dataset=str(val_file),
                                   result_path=tmp_path / "r", max_new_tokens=8)
-    got = _pairs(argv)
+    got = argv_pairs(argv)
     assert got["model"] == [str(tiny_model_dir)] and got["template"] == ["qwen2_5_vl"]
     assert got["max_new_tokens"] == ["8"] and "adapters" not in got
 
@@ -134,7 +125,7 @@ def test_dry_run_shows_the_real_output_path_and_writes_nothing(tmp_path, val_fil
     assert list(out.parent.iterdir()) == [], "no staging folder is left behind"
     words = shlex.split(text.replace("\\\n", " "))
     assert "MAX_PIXELS=1003520" in words
-    got = _pairs(words)
+    got = argv_pairs(words)
     assert got["result_path"] == [str(out)] and got["temperature"] == ["0"]
     assert got["val_dataset"] == [str(val_file)]
 
@@ -143,7 +134,7 @@ def test_export_command(run_dir, capsys):
     ckpt = _checkpoint(run_dir, [LANGUAGE_KEY, VISION_KEY], step=300)
     code, target = run_export(str(ckpt), dry_run=True)
     words = shlex.split(capsys.readouterr().out.replace("\\\n", " "))
-    got = _pairs(words)
+    got = argv_pairs(words)
     assert code == 0 and target is None
     assert words[len(swift_cli.swift_command())] == "export"
     assert got["adapters"] == [str(ckpt)] and got["merge_lora"] == ["true"]

@@ -20,6 +20,7 @@ from plates.train import (
     available_presets, build_manifest, build_plan, distributed_env, find_manifest, last_checkpoint, load_preset,
     presets_dir,
 )
+from helpers import argv_pairs
 
 # The seed's command (000, section 2), verbatim but for --dataset/--output_dir, which plates supplies.
 SEED_COMMAND = """
@@ -31,17 +32,6 @@ swift sft --model Qwen/Qwen2.5-VL-7B-Instruct --train_type lora --freeze_vit fal
 """
 
 
-def _pairs(argv: list[str]) -> dict[str, list[str]]:
-    """``--key v1 v2 --flag v`` -> {"key": ["v1", "v2"], …}."""
-    out: dict[str, list[str]] = {}
-    key = None
-    for item in argv:
-        if item.startswith("--"):
-            key = item[2:]
-            out[key] = []
-        elif key is not None:
-            out[key].append(item)
-    return out
 
 
 @pytest.fixture
@@ -58,8 +48,8 @@ def dataset_dir(tmp_path) -> Path:
 
 def test_seed_preset_is_the_seed_recipe(dataset_dir):
     plan = build_plan("qwen2_5_vl_7b_lora", dataset_dir, environ={})
-    got = _pairs(plan.argv[plan.argv.index("sft") + 1:])
-    seed = _pairs(shlex.split(SEED_COMMAND)[2:])
+    got = argv_pairs(plan.argv[plan.argv.index("sft") + 1:])
+    seed = argv_pairs(shlex.split(SEED_COMMAND)[2:])
     seed["tuner_type"] = seed.pop("train_type")
     for key, values in seed.items():
         assert key in got, key
@@ -92,7 +82,7 @@ def test_presets_cover_the_issue():
 
 def test_renamed_3x_flag_is_translated(dataset_dir):
     plan = build_plan("tiny_cpu", dataset_dir, model="m", overrides=["train_type=full"], environ={})
-    got = _pairs(plan.argv)
+    got = argv_pairs(plan.argv)
     assert got["tuner_type"] == ["full"] and "train_type" not in got
     assert any("train_type" in note and "tuner_type" in note for note in plan.notes)
 
@@ -138,7 +128,7 @@ def test_overrides_are_coerced_and_win_over_the_preset(dataset_dir):
         "learning_rate=2e-4", "lora_rank=16", "freeze_vit=yes", "target_modules=[q_proj, v_proj]",
         "model_name=1.10", "report_to=tensorboard", "num_train_epochs=3", "max_pixels=null",
         "--deepspeed=zero3", "eval_steps=0.1"])
-    got = _pairs(plan.argv)
+    got = argv_pairs(plan.argv)
     assert got["learning_rate"] == ["0.0002"] and got["lora_rank"] == ["16"] and got["freeze_vit"] == ["true"]
     assert got["target_modules"] == ["q_proj", "v_proj"]
     assert got["model_name"] == ["1.10"], "string fields keep the text as typed"
@@ -152,7 +142,7 @@ def test_overrides_are_coerced_and_win_over_the_preset(dataset_dir):
 def test_paths_with_spaces_colons_and_cjk_stay_single_argv_items(dataset_dir, tmp_path):
     out = tmp_path / "输出 目录:a：b"
     plan = build_plan("tiny_cpu", dataset_dir, model=str(tmp_path / "tiny 模型:1"), output_dir=out, environ={})
-    got = _pairs(plan.argv)
+    got = argv_pairs(plan.argv)
     assert got["dataset"] == [str(dataset_dir / "train.jsonl")]
     assert got["output_dir"] == [str(out)]
     assert got["model"] == [str(tmp_path / "tiny 模型:1")]
@@ -218,7 +208,7 @@ def test_dataset_and_model_are_required(tmp_path, dataset_dir):
 
 def test_missing_val_file_trains_without_validation(dataset_dir):
     (dataset_dir / "val.jsonl").unlink()
-    got = _pairs(build_plan("tiny_cpu", dataset_dir, model="m", environ={}).argv)
+    got = argv_pairs(build_plan("tiny_cpu", dataset_dir, model="m", environ={}).argv)
     assert "val_dataset" not in got and got["dataset"] == [str(dataset_dir / "train.jsonl")]
 
 
@@ -253,7 +243,7 @@ def test_preset_env_yields_to_the_callers_environment(dataset_dir):
 
 
 def test_report_to_passes_through(dataset_dir):
-    got = _pairs(build_plan("tiny_cpu", dataset_dir, model="m", overrides=["report_to=[tensorboard]"],
+    got = argv_pairs(build_plan("tiny_cpu", dataset_dir, model="m", overrides=["report_to=[tensorboard]"],
                             environ={}).argv)
     assert got["report_to"] == ["tensorboard"]
 
