@@ -45,6 +45,7 @@ CCPD_ADS = tuple("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789O")
 _MARKER = re.compile(r"(车辆属性|车牌属性)[ \t]*(\d*)[ \t]*[:：]?")
 _CCPD = re.compile(r"^\d+-\d+_\d+-\d+&\d+_\d+&\d+-\d+&\d+(?:_\d+&\d+){3}-(\d+(?:_\d+){6,7})-\d+-\d+$")
 _NO_PLATE = frozenset({"", "无", "无车牌", "none", "无牌"})
+_NO_PLATE_LENGTH = max(map(len, _NO_PLATE))
 _VEHICLE_HINT = "品牌-朝向-类型-颜色"
 _PLATE_HINT = "国家-省份-号码-颜色-层数-用途"
 
@@ -94,7 +95,7 @@ def parse_filename(name: str, fmt: str = "auto") -> ParsedName | Rejected:
         if fmt == "none":
             return Rejected("name matches neither the seed grammar (车辆属性:…_车牌属性0:…) nor CCPD's")
     if fmt == "seed":
-        return parse_seed_filename(base)
+        return _parse_seed_base(base)
     if fmt == "ccpd":
         return parse_ccpd_filename(base)
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -102,7 +103,12 @@ def parse_filename(name: str, fmt: str = "auto") -> ParsedName | Rejected:
 
 def parse_seed_filename(name: str) -> ParsedName | Rejected:
     """Parse a name in the seed's grammar into canonical labels (see the module docstring)."""
-    stem = strip_extension(name.rpartition("/")[2])
+    return _parse_seed_base(name.rpartition("/")[2])
+
+
+def _parse_seed_base(base: str) -> ParsedName | Rejected:
+    """:func:`parse_seed_filename` of a name without folders."""
+    stem = strip_extension(base)
     if not unicodedata.is_normalized("NFKC", stem):  # full-width colons, letters and digits
         stem = stem.replace("：", ":")  # NFKC's own mapping, and the usual case: far cheaper than normalize
         if not unicodedata.is_normalized("NFKC", stem):
@@ -113,28 +119,25 @@ def parse_seed_filename(name: str) -> ParsedName | Rejected:
     cut = stem.find("_", last)
     if cut < 0:
         parsed = _labels_text(stem)
-        trailing_ids = []
+        ids = []
     else:
         parsed = _labels_text(stem[:cut])
-        trailing_ids = _id_tokens(stem[cut + 1:])
+        ids_text = stem[cut + 1:]
+        ids = ids_text.split("_")
+        if "" in ids or not ids_text.replace("_", "").isalnum():  # blank ids are dropped; plain ones need no check
+            ids = [token for token in ids if token.strip()]
     if parsed.__class__ is Rejected:
         return parsed
     leading_ids, vehicle, plates, warnings = parsed
+    if leading_ids:
+        ids[:0] = leading_ids
     # the cache holds templates: callers get their own dicts and lists
     labels = {VEHICLE_GROUP: vehicle.copy(), PLATE_GROUP: [plate.copy() for plate in plates]}
-    return _new_parsed_name((labels, [*leading_ids, *trailing_ids] if leading_ids else trailing_ids, list(warnings)))
+    return _new_parsed_name((labels, ids, [*warnings]))
 
 
 # ParsedName(labels, ids, warnings) without the Python-level __new__ a NamedTuple call goes through (hot path)
 _new_parsed_name = functools.partial(tuple.__new__, ParsedName)
-
-
-def _id_tokens(text: str) -> list[str]:
-    """'00032804_car10062' -> ['00032804', 'car10062'], without blank tokens."""
-    tokens = text.split("_")
-    if "" in tokens or not text.replace("_", "").isalnum():  # the common all-alphanumeric case needs no filter
-        tokens = [token for token in tokens if token.strip()]
-    return tokens
 
 
 @functools.lru_cache(maxsize=65536)
@@ -146,33 +149,33 @@ def _labels_text(text: str) -> tuple[tuple[str, ...], dict, tuple[dict, ...], tu
         return Rejected("no 车辆属性 or 车牌属性 field in the name")
     ids = tuple(token for token in pieces[0].replace("-", "_").split("_") if token.strip()) if pieces[0] else ()
     vehicle_text: str | None = None
-    warnings: list[str] = []
+    plate_warnings: list[str] = []
     plates: list[dict[str, str]] = []
     indices: list[str] = []
-    for position in range(1, len(pieces), 3):
-        group, index, segment = pieces[position], pieces[position + 1], pieces[position + 2].strip(" _")
+    for group, index, segment in zip(pieces[1::3], pieces[2::3], pieces[3::3]):
+        segment = segment.strip(" _")
         if group == VEHICLE_GROUP:
             if index:
                 return Rejected(f"车辆属性 carries an index ({group}{index})")
             if vehicle_text is not None:
                 return Rejected("车辆属性 appears twice in the name")
             vehicle_text = segment
-        elif segment.lower() not in _NO_PLATE:
+        elif len(segment) > _NO_PLATE_LENGTH or segment.lower() not in _NO_PLATE:  # (lower() never shortens)
             parsed = _plate_segment(index, segment)
             if parsed.__class__ is Rejected:
                 return parsed
             plates.append(parsed[0])
-            warnings.extend(parsed[1])
+            plate_warnings += parsed[1]
             indices.append(index)
     if vehicle_text is None:
         vehicle = _UNKNOWN_VEHICLE
-        warnings.insert(0, "missing_vehicle: no 车辆属性 in the name")
+        warnings = ["missing_vehicle: no 车辆属性 in the name", *plate_warnings]
     else:
         parsed_vehicle = _vehicle_segment(vehicle_text)
         if parsed_vehicle.__class__ is Rejected:
             return parsed_vehicle
         vehicle = parsed_vehicle[0]
-        warnings[:0] = parsed_vehicle[1]
+        warnings = [*parsed_vehicle[1], *plate_warnings]
     if indices and indices != _SEQUENTIAL[: len(indices)] and any(indices):
         warnings.append(f"plate_index: 车牌属性 indices are {', '.join(i or '(none)' for i in indices)}")
     return ids, vehicle, tuple(plates), tuple(warnings)
@@ -233,7 +236,7 @@ def plate_number(raw: str) -> str:
     return normalise(PLATE_NUMBER, raw).value
 
 
-def _plate_segment(index: str, text: str) -> tuple[dict[str, str], tuple[str, ...]] | Rejected:
+def _plate_segment(index: str, text: str) -> tuple[dict[str, str], list[str]] | Rejected:
     """Canonical plate values and warnings of one 车牌属性 text."""
     parts = text.split("-")
     notes: list[str] = []
@@ -257,8 +260,8 @@ def _plate_segment(index: str, text: str) -> tuple[dict[str, str], tuple[str, ..
     plate = template.copy()
     plate[PLATE_NUMBER] = number
     if notes or unknown:
-        return plate, (*notes, *unknown, *checks.warnings(number, key))
-    return plate, tuple(checks.warnings(number, key))
+        return plate, [*notes, *unknown, *checks.warnings(number, key)]
+    return plate, checks.warnings(number, key)
 
 
 def parse_ccpd_filename(name: str) -> ParsedName | Rejected:
