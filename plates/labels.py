@@ -164,6 +164,7 @@ class _PlateRules:
     province_abbr: dict
     suffixes: frozenset
     suffix_lengths: tuple[int, ...]  # longest first: the longest suffix a number ends with counts
+    suffix_ends: frozenset  # last characters of the suffixes
     suffix_usage: dict
     usage_colours: dict
 
@@ -187,6 +188,7 @@ def _plate_rules() -> _PlateRules:
         province_abbr=dict(rules["abbreviations"]),
         suffixes=frozenset(rules["special_suffixes"]),
         suffix_lengths=tuple(sorted({len(s) for s in rules["special_suffixes"]}, reverse=True)),
+        suffix_ends=frozenset(s[-1] for s in rules["special_suffixes"]),
         suffix_usage={k: v for k, v in rules["special_suffixes"].items() if v},
         usage_colours={k: frozenset(v) for k, v in rules["usage_colours"].items()},
     )
@@ -251,12 +253,13 @@ class PlateChecks:
             first = key[0]
             if self.abbreviation and first != self.abbreviation and first in rules.abbreviations:
                 warnings.append(f"province_mismatch: {number} starts with {first} but province is {self.province}")
-            for length in rules.suffix_lengths:  # the longest special suffix the number ends with
-                suffix = key[-length:]
-                if suffix in rules.suffixes:
-                    if suffix in self.conflicting_suffixes:
-                        warnings.append(f"suffix_usage: {number} ends with {suffix} but usage is {self.usage}")
-                    break
+            if key[-1] in rules.suffix_ends:
+                for length in rules.suffix_lengths:  # the longest special suffix the number ends with
+                    suffix = key[-length:]
+                    if suffix in rules.suffixes:
+                        if suffix in self.conflicting_suffixes:
+                            warnings.append(f"suffix_usage: {number} ends with {suffix} but usage is {self.usage}")
+                        break
         if self.colour_warning:
             warnings.append(self.colour_warning)
         return warnings

@@ -91,6 +91,8 @@ def parse_filename(name: str, fmt: str = "auto") -> ParsedName | Rejected:
     """Parse one file name (a path's last component is used) in the given format; never raises on bad names."""
     base = name.rpartition("/")[2]
     if fmt == "auto":
+        if "车辆属性" in base or "车牌属性" in base:  # name_format's first test, inlined for the usual case
+            return _parse_seed_base(base)
         fmt = name_format(base) or "none"
         if fmt == "none":
             return Rejected("name matches neither the seed grammar (车辆属性:…_车牌属性0:…) nor CCPD's")
@@ -109,25 +111,35 @@ def parse_seed_filename(name: str) -> ParsedName | Rejected:
 def _parse_seed_base(base: str) -> ParsedName | Rejected:
     """:func:`parse_seed_filename` of a name without folders."""
     stem = strip_extension(base)
-    if not unicodedata.is_normalized("NFKC", stem):  # full-width colons, letters and digits
+    last = stem.rfind("属性")
+    cut = stem.find("_", last) if last >= 0 else -1
+    # The name must be read in NFKC form (full-width colons, letters, digits). As a rule its ids are ASCII, so
+    # only the label text needs checking, which _labels_text does once per distinct text (None: not NFKC).
+    if cut >= 0:
+        ids_text = stem[cut + 1:]
+        parsed = _labels_text(stem[:cut]) if ids_text.isascii() else None
+    else:
+        ids_text = ""
+        parsed = _labels_text(stem) if last >= 0 else None
+    if parsed is None:
         stem = stem.replace("：", ":")  # NFKC's own mapping, and the usual case: far cheaper than normalize
         if not unicodedata.is_normalized("NFKC", stem):
             stem = unicodedata.normalize("NFKC", stem)
-    last = stem.rfind("属性")
-    if last < 0:
-        return Rejected("no 车辆属性 or 车牌属性 field in the name")
-    cut = stem.find("_", last)
-    if cut < 0:
-        parsed = _labels_text(stem)
-        ids = []
-    else:
-        parsed = _labels_text(stem[:cut])
-        ids_text = stem[cut + 1:]
-        ids = ids_text.split("_")
-        if "" in ids or not ids_text.replace("_", "").isalnum():  # blank ids are dropped; plain ones need no check
-            ids = [token for token in ids if token.strip()]
+        last = stem.rfind("属性")
+        if last < 0:
+            return Rejected("no 车辆属性 or 车牌属性 field in the name")
+        cut = stem.find("_", last)
+        ids_text = stem[cut + 1:] if cut >= 0 else ""
+        parsed = _labels_text(stem[:cut] if cut >= 0 else stem)
     if parsed.__class__ is Rejected:
         return parsed
+    if ids_text:
+        ids = ids_text.split("_")
+        # blank ids are dropped; text without ' ' and printable (all other whitespace is not) has none
+        if "" in ids or " " in ids_text or not ids_text.isprintable():
+            ids = [token for token in ids if token.strip()]
+    else:
+        ids = []
     leading_ids, vehicle, plates, warnings = parsed
     if leading_ids:
         ids[:0] = leading_ids
@@ -141,10 +153,18 @@ _new_parsed_name = functools.partial(tuple.__new__, ParsedName)
 
 
 @functools.lru_cache(maxsize=65536)
-def _labels_text(text: str) -> tuple[tuple[str, ...], dict, tuple[dict, ...], tuple[str, ...]] | Rejected:
+def _labels_text(text: str) -> tuple[tuple[str, ...], dict, tuple[dict, ...], tuple[str, ...]] | Rejected | None:
     """(leading ids, vehicle, plates, warnings) of a name without its trailing ids; never mutate the dicts.
+    None if the text is not in NFKC form (the caller normalises the whole name, then asks again).
     Memoised: a dump holds several frames of each vehicle, whose names differ only in their ids."""
-    pieces = _MARKER.split(text)  # [prefix, group, index, text, group, index, text, …]
+    if not unicodedata.is_normalized("NFKC", text):
+        return None
+    vehicle_part, separator, plate_part = text.partition("_车牌属性0:")
+    if separator and vehicle_part.startswith("车辆属性:") and text.count("属性") == 2:
+        # the usual layout, one vehicle and one plate: the pieces _MARKER.split gives, without the regex
+        pieces = ["", VEHICLE_GROUP, "", vehicle_part[5:], PLATE_GROUP, "0", plate_part]
+    else:
+        pieces = _MARKER.split(text)  # [prefix, group, index, text, group, index, text, …]
     if len(pieces) == 1:
         return Rejected("no 车辆属性 or 车牌属性 field in the name")
     ids = tuple(token for token in pieces[0].replace("-", "_").split("_") if token.strip()) if pieces[0] else ()

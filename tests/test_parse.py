@@ -164,6 +164,18 @@ def test_synthetic_names_round_trip():
         assert result.ids == [f"{index:08d}", "car1"]
 
 
+def test_fast_paths_agree_with_the_general_grammar():
+    """The usual layout skips the marker regex and the NFKC pass; spelled unusually, names take the general path."""
+    rng = random.Random(12)
+    for index in range(300):
+        parse_module.clear_caches()
+        name = seed_filename(random_labels(rng, faults=0.3), [f"{index:08d}", "car1"])
+        usual = parse_filename(name)
+        assert parse_filename(name.replace("车辆属性:", "车辆属性 :")) == usual, name  # marker regex
+        assert parse_filename(name.replace(":", "：").replace("car1", "ｃａｒ1")) == usual, name  # NFKC
+        assert parse_filename(name.replace("car1", " _car1")) == usual, name  # blank id
+
+
 @given(st.text(alphabet="云京粤ABCDEFGHJKLMNPQRSTUVWXYZ0123456789 学挂警港", min_size=1, max_size=12))
 def test_plate_number_fast_path_agrees_with_labels(raw):
     assert plate_number(raw.strip()) == normalise("车牌号码", raw.strip()).value
