@@ -34,7 +34,7 @@ SEED_NAMES = {
          ["00005229", "car9450", "00324509"]),
 }
 SEED_EXAMPLE = next(iter(SEED_NAMES))
-CCPD_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccpd_names_sample.txt"
+CCPD_SAMPLE = Path(__file__).resolve().parent / "data" / "ccpd_names_sample.txt"
 
 
 def parsed(name, fmt="auto") -> ParsedName:
