@@ -159,6 +159,7 @@ def abbreviation_for_province(province: str) -> str | None:
 class _PlateRules:
     ordinary: re.Pattern
     new_energy: re.Pattern
+    plain: re.Pattern  # see PlateChecks.plain_number
     new_energy_length: int
     abbreviations: frozenset
     province_abbr: dict
@@ -179,16 +180,19 @@ def _plate_rules() -> _PlateRules:
     suffixes = "|".join(sorted(rules["special_suffixes"], key=len, reverse=True))
     n = rules["serial_length"]["ordinary"]
     m = rules["serial_length"]["new_energy"]
+    suffix_ends = frozenset(s[-1] for s in rules["special_suffixes"])
+    plain_serial = "[" + "".join(c for c in letters + "0123456789" if c not in suffix_ends) + "]"
     return _PlateRules(
         ordinary=re.compile(f"[{abbrs}][{letters}](?:{serial}{{{n}}}|{serial}{{{n - 1}}}(?:{suffixes})"
                             f"|{serial}{{{n - 2}}}(?:{suffixes}))"),
         new_energy=re.compile(f"[{abbrs}][{letters}]{serial}{{{m}}}"),
+        plain=re.compile(f"[{abbrs}][{letters}] ?(?:{plain_serial}{{{n}}}|{plain_serial}{{{m}}})"),
         new_energy_length=m + 2,
         abbreviations=frozenset(abbrs),
         province_abbr=dict(rules["abbreviations"]),
         suffixes=frozenset(rules["special_suffixes"]),
         suffix_lengths=tuple(sorted({len(s) for s in rules["special_suffixes"]}, reverse=True)),
-        suffix_ends=frozenset(s[-1] for s in rules["special_suffixes"]),
+        suffix_ends=suffix_ends,
         suffix_usage={k: v for k, v in rules["special_suffixes"].items() if v},
         usage_colours={k: frozenset(v) for k, v in rules["usage_colours"].items()},
     )
@@ -218,14 +222,15 @@ class PlateChecks:
     """:func:`plate_warnings` for plates sharing country, province, colour and usage: what does not depend on
     the number is worked out once, so checking a number (``warnings``) costs a regex match and a few lookups."""
 
-    __slots__ = ("rules", "mainland", "maybe_mainland", "check_numbers", "usage", "province", "abbreviation",
-                 "new_energy_usage", "new_energy_usage_ok", "conflicting_suffixes", "colour_warning")
+    __slots__ = ("rules", "mainland", "maybe_mainland", "check_numbers", "check_plain_numbers", "usage", "province",
+                 "abbreviation", "new_energy_usage", "new_energy_usage_ok", "conflicting_suffixes", "colour_warning")
 
     def __init__(self, country: str, province: str, colour: str, usage: str):
         rules = self.rules = _plate_rules()
         self.mainland = country == "中国"
         self.maybe_mainland = country == UNKNOWN  # mainland if the number starts with a province abbreviation
         self.check_numbers = province not in _HK_MACAU
+        self.check_plain_numbers = self.check_numbers and (self.mainland or self.maybe_mainland)
         self.usage = usage
         self.province = province
         self.abbreviation = rules.province_abbr.get(province) if province != UNKNOWN else None
@@ -263,6 +268,26 @@ class PlateChecks:
         if self.colour_warning:
             warnings.append(self.colour_warning)
         return warnings
+
+    def plain_number(self, raw: str) -> tuple[str, list[str]] | None:
+        """(canonical number, :meth:`warnings`) of a raw number in the plain mainland form, else None: a province
+        abbreviation, a letter, an optional space and the ordinary or new-energy count of serial characters, none
+        a special suffix ('云K CM158', '辽B DH4203'). The form settles most checks, so this costs one regex match."""
+        if not self.rules.plain.fullmatch(raw):
+            return None
+        number = raw.replace(" ", "")  # canonical, and its own plate_key
+        warnings: list[str] = []
+        if self.check_plain_numbers:
+            if len(number) == self.rules.new_energy_length:
+                if not self.new_energy_usage_ok:
+                    warnings.append(f"plate_length: {number} has 8 characters (new-energy) but usage is {self.usage}")
+            elif self.new_energy_usage:
+                warnings.append(f"plate_length: new-energy plate {number} should have 8 characters")
+            if self.abbreviation and number[0] != self.abbreviation:
+                warnings.append(f"province_mismatch: {number} starts with {number[0]} but province is {self.province}")
+        if self.colour_warning:
+            warnings.append(self.colour_warning)
+        return number, warnings
 
 
 def unknown_value_warnings(labels: dict[str, Any]) -> list[str]:

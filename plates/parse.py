@@ -110,27 +110,23 @@ def parse_seed_filename(name: str) -> ParsedName | Rejected:
 
 def _parse_seed_base(base: str) -> ParsedName | Rejected:
     """:func:`parse_seed_filename` of a name without folders."""
-    stem = strip_extension(base)
-    last = stem.rfind("属性")
-    cut = stem.find("_", last) if last >= 0 else -1
-    # The name must be read in NFKC form (full-width colons, letters, digits). As a rule its ids are ASCII, so
-    # only the label text needs checking, which _labels_text does once per distinct text (None: not NFKC).
-    if cut >= 0:
-        ids_text = stem[cut + 1:]
-        parsed = _labels_text(stem[:cut]) if ids_text.isascii() else None
-    else:
-        ids_text = ""
-        parsed = _labels_text(stem) if last >= 0 else None
+    # The usual name: label text, '_', ASCII ids and extension. The text's labels are memoised; only the ids
+    # are read per name. (An extension holds no '_' or 属性, so the text ends where it would in the stem, and
+    # strip_extension's dot is one after the '_' or none.)
+    parsed = None
+    last = base.rfind("属性")
+    if last >= 0:
+        cut = base.find("_", last)
+        if cut >= 0:
+            dot = base.rfind(".", cut)
+            if dot >= 0 and len(base) - dot <= 6 and (extension := base[dot + 1:]).isascii() and extension.isalnum():
+                ids_text = base[cut + 1:dot]
+            else:
+                ids_text = base[cut + 1:]
+            if ids_text.isascii():
+                parsed = _labels_text(base[:cut])
     if parsed is None:
-        stem = stem.replace("：", ":")  # NFKC's own mapping, and the usual case: far cheaper than normalize
-        if not unicodedata.is_normalized("NFKC", stem):
-            stem = unicodedata.normalize("NFKC", stem)
-        last = stem.rfind("属性")
-        if last < 0:
-            return Rejected("no 车辆属性 or 车牌属性 field in the name")
-        cut = stem.find("_", last)
-        ids_text = stem[cut + 1:] if cut >= 0 else ""
-        parsed = _labels_text(stem[:cut] if cut >= 0 else stem)
+        parsed, ids_text = _labels_and_ids(strip_extension(base))
     if parsed.__class__ is Rejected:
         return parsed
     if ids_text:
@@ -144,27 +140,89 @@ def _parse_seed_base(base: str) -> ParsedName | Rejected:
     if leading_ids:
         ids[:0] = leading_ids
     # the cache holds templates: callers get their own dicts and lists
-    labels = {VEHICLE_GROUP: vehicle.copy(), PLATE_GROUP: [plate.copy() for plate in plates]}
-    return _new_parsed_name((labels, ids, [*warnings]))
+    if len(plates) == 1:
+        plate_list = [plates[0].copy()]
+    else:
+        plate_list = [plate.copy() for plate in plates]
+    # ParsedName(labels, ids, warnings) without the Python-level __new__ a NamedTuple call goes through
+    return _tuple_new(ParsedName, ({VEHICLE_GROUP: vehicle.copy(), PLATE_GROUP: plate_list}, ids, [*warnings]))
 
 
-# ParsedName(labels, ids, warnings) without the Python-level __new__ a NamedTuple call goes through (hot path)
-_new_parsed_name = functools.partial(tuple.__new__, ParsedName)
+def _labels_and_ids(stem: str) -> tuple[tuple | Rejected, str]:
+    """(:func:`_labels_text`, ids text 'a_b_c') of a name without extension, in the general case."""
+    last = stem.rfind("属性")
+    cut = stem.find("_", last) if last >= 0 else -1
+    # As a rule the ids are ASCII, so only the label text needs normalising, which _labels_text does once per
+    # distinct text.
+    if cut >= 0:
+        ids_text = stem[cut + 1:]
+        parsed = _labels_text(stem[:cut]) if ids_text.isascii() else None
+    else:
+        ids_text = ""
+        parsed = _labels_text(stem) if last >= 0 else None
+    if parsed is None:
+        stem = stem.replace("：", ":")  # NFKC's own mapping, and the usual case: far cheaper than normalize
+        if not unicodedata.is_normalized("NFKC", stem):
+            stem = unicodedata.normalize("NFKC", stem)
+        last = stem.rfind("属性")
+        if last < 0:
+            return Rejected("no 车辆属性 or 车牌属性 field in the name"), ""
+        cut = stem.find("_", last)
+        ids_text = stem[cut + 1:] if cut >= 0 else ""
+        parsed = _labels_text(stem[:cut] if cut >= 0 else stem)
+    return parsed, ids_text
+
+
+_tuple_new = tuple.__new__
 
 
 @functools.lru_cache(maxsize=65536)
 def _labels_text(text: str) -> tuple[tuple[str, ...], dict, tuple[dict, ...], tuple[str, ...]] | Rejected | None:
     """(leading ids, vehicle, plates, warnings) of a name without its trailing ids; never mutate the dicts.
-    None if the text is not in NFKC form (the caller normalises the whole name, then asks again).
-    Memoised: a dump holds several frames of each vehicle, whose names differ only in their ids."""
+    Memoised: a dump holds several frames of each vehicle, whose names differ only in their ids.
+    The name is read in NFKC form (full-width colons, letters, digits), which for ASCII ids ('_' and after)
+    is this text's NFKC form followed by the ids; None where that form has a '_' after its last 属性 (so its
+    ids start earlier: the caller normalises the whole name)."""
     if not unicodedata.is_normalized("NFKC", text):
-        return None
-    vehicle_part, separator, plate_part = text.partition("_车牌属性0:")
-    if separator and vehicle_part.startswith("车辆属性:") and text.count("属性") == 2:
-        # the usual layout, one vehicle and one plate: the pieces _MARKER.split gives, without the regex
-        pieces = ["", VEHICLE_GROUP, "", vehicle_part[5:], PLATE_GROUP, "0", plate_part]
-    else:
-        pieces = _MARKER.split(text)  # [prefix, group, index, text, group, index, text, …]
+        normalised = text.replace("：", ":")  # NFKC's own mapping, and the usual case: far cheaper than normalize
+        if not unicodedata.is_normalized("NFKC", normalised):
+            normalised = unicodedata.normalize("NFKC", normalised)
+        last = normalised.rfind("属性")
+        if last < 0:
+            return Rejected("no 车辆属性 or 车牌属性 field in the name")
+        return None if normalised.find("_", last) >= 0 else _labels_text(normalised)
+    if text.startswith("车辆属性:"):
+        markers = text.count("属性")
+        if markers == 1:  # a vehicle without plate
+            return _usual_labels(text[5:], None)
+        if markers == 2:
+            vehicle_text, separator, plate_text = text[5:].partition("_车牌属性0:")
+            if separator:  # one vehicle and one plate
+                return _usual_labels(vehicle_text, plate_text)
+    return _marked_labels(text)
+
+
+def _usual_labels(vehicle_text: str, plate_text: str | None) -> tuple | Rejected:
+    """:func:`_labels_text` of '车辆属性:VEHICLE[_车牌属性0:PLATE]' (``plate_text`` None: no plate), the usual
+    layout: what :func:`_marked_labels` gives for it, without the regex and the general bookkeeping."""
+    plates: tuple[dict[str, str], ...] = ()
+    plate_notes: list[str] | tuple[()] = ()
+    if plate_text is not None:
+        plate_text = plate_text.strip(" _")
+        if len(plate_text) > _NO_PLATE_LENGTH or plate_text.lower() not in _NO_PLATE:
+            plate = _plate_segment("0", plate_text)
+            if plate.__class__ is Rejected:
+                return plate
+            plates, plate_notes = (plate[0],), plate[1]
+    vehicle = _vehicle_segment(vehicle_text.strip(" _"))
+    if vehicle.__class__ is Rejected:
+        return vehicle
+    return (), vehicle[0], plates, (*vehicle[1], *plate_notes)
+
+
+def _marked_labels(text: str) -> tuple | Rejected:
+    """:func:`_labels_text` of any text: split at its 车辆属性 / 车牌属性 markers."""
+    pieces = _MARKER.split(text)  # [prefix, group, index, text, group, index, text, …]
     if len(pieces) == 1:
         return Rejected("no 车辆属性 or 车牌属性 field in the name")
     ids = tuple(token for token in pieces[0].replace("-", "_").split("_") if token.strip()) if pieces[0] else ()
@@ -271,17 +329,22 @@ def _plate_segment(index: str, text: str) -> tuple[dict[str, str], list[str]] | 
             return Rejected(f"车牌属性{index} {text!r} has {len(parts)} fields, expected 6 ({_PLATE_HINT})")
         raw_number = "-".join(parts[2:-3])
     raw_number = raw_number.strip()
-    if _SIMPLE_MAINLAND.fullmatch(raw_number):  # plate_number's fast path, inlined
-        number = key = raw_number.replace(" ", "")
-    else:
-        number = normalise(PLATE_NUMBER, raw_number).value
-        key = plate_key(number) if number != UNKNOWN else ""
     template, unknown, checks = _plate_fields(parts[0], parts[1], parts[-3], parts[-2], parts[-1])
+    plain = checks.plain_number(raw_number)
+    if plain is not None:
+        number, warnings = plain
+    else:
+        if _SIMPLE_MAINLAND.fullmatch(raw_number):  # plate_number's fast path, inlined
+            number = key = raw_number.replace(" ", "")
+        else:
+            number = normalise(PLATE_NUMBER, raw_number).value
+            key = plate_key(number) if number != UNKNOWN else ""
+        warnings = checks.warnings(number, key)
     plate = template.copy()
     plate[PLATE_NUMBER] = number
     if notes or unknown:
-        return plate, [*notes, *unknown, *checks.warnings(number, key)]
-    return plate, checks.warnings(number, key)
+        return plate, [*notes, *unknown, *warnings]
+    return plate, warnings
 
 
 def parse_ccpd_filename(name: str) -> ParsedName | Rejected:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from plates import parse as parse_module
 from plates.cli import main
-from plates.labels import normalise
+from plates.labels import normalise, plate_checks, plate_key
 from plates.parse import (
     ParsedName, Rejected, default_rejects_path, iter_files, name_format, parse_ccpd_filename, parse_filename,
     parse_to_files, plate_number, read_image_info,
@@ -179,6 +179,26 @@ def test_fast_paths_agree_with_the_general_grammar():
 @given(st.text(alphabet="云京粤ABCDEFGHJKLMNPQRSTUVWXYZ0123456789 学挂警港", min_size=1, max_size=12))
 def test_plate_number_fast_path_agrees_with_labels(raw):
     assert plate_number(raw.strip()) == normalise("车牌号码", raw.strip()).value
+
+
+@given(st.text(alphabet="云京粤ABCDEFGHJKLMNPQRSTUVWXYZ0123456789 学挂", min_size=1, max_size=11),
+       st.sampled_from([("中国", "云南省", "蓝色", "燃油车车牌"), ("中国", "北京市", "绿色", "新能源车牌"),
+                        ("未知", "未知", "黄色", "挂车车牌"), ("中国", "香港特别行政区", "黑色", "港澳车牌"),
+                        ("阿布扎比", "未知", "白色", "私家车车牌")]))
+def test_plain_plate_numbers_get_the_general_warnings(raw, fields):
+    checks = plate_checks(*fields)
+    plain = checks.plain_number(raw.strip())
+    if plain is not None:
+        number = plate_number(raw.strip())
+        assert plain == (number, checks.warnings(number, plate_key(number)))
+
+
+def test_full_width_underscore_after_the_last_marker_moves_the_ids():
+    """NFKC turns '＿' into '_': the ids then start there, as when the whole name is normalised."""
+    name = "车辆属性:东风-车头-轻微型货车-蓝色_车牌属性0:中国-云南省-云K CM158-蓝色-单层-燃油车＿x1_00032804.jpg"
+    parsed = parse_filename(name)
+    assert parsed.ids == ["x1", "00032804"]
+    assert parsed.labels["车牌属性"][0]["车牌号码"] == "云KCM158"
 
 
 # --------------------------------------------------------------------------------------------- CCPD names
