@@ -104,7 +104,12 @@ def run_demo(workdir: Path, images: int, seed: int = 0, epochs: int = 2) -> Path
     from plates.synth import make_dump
 
     _check_requirements()
-    workdir.mkdir(parents=True, exist_ok=True)
+    if workdir.exists() and not workdir.is_dir():
+        raise UserError(f"--workdir {workdir} is a file; give a folder (it is created if missing)")
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--workdir {workdir}: cannot create it ({exc.strerror})") from None
     dump = workdir / "dump"
     if dump.exists():
         shutil.rmtree(dump)

@@ -29,6 +29,11 @@ def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
 def test_too_few_images_is_a_clear_error(tmp_path, capsys):
     assert main(["demo", "--workdir", str(tmp_path), "--images", "3"]) == 2
     assert "--images must be at least" in capsys.readouterr().err
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    assert main(["demo", "--workdir", str(not_a_folder), "--images", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
