@@ -91,13 +91,10 @@ def demo_steps(workdir: Path, images: int, seed: int, epochs: int = 2) -> list[t
 
 
 def latest_run(runs: Path) -> Path | None:
-    """The newest ms-swift run folder (``v3-20250101-120000``) under ``runs`` that plates wrote a manifest into."""
-    from plates.train import MANIFEST_NAME
+    """The newest ms-swift run folder (``v3-20250101-120000``) under ``runs``."""
+    from plates.train import find_run_dir
 
-    if not runs.is_dir():
-        return None
-    found = [p for p in runs.iterdir() if p.is_dir() and p.name.startswith("v") and (p / MANIFEST_NAME).is_file()]
-    return max(found, key=lambda p: (p / MANIFEST_NAME).stat().st_mtime) if found else None
+    return find_run_dir(runs, before=set(), seen_output_dir=None)
 
 
 def run_demo(workdir: Path, images: int, seed: int = 0, epochs: int = 2) -> Path:

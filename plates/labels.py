@@ -248,16 +248,13 @@ class PlateChecks:
         rules = self.rules
         warnings: list[str] = []
         if key and self.check_numbers and (self.mainland or (self.maybe_mainland and key[0] in rules.abbreviations)):
-            if len(key) == rules.new_energy_length and rules.new_energy.fullmatch(key):
-                if not self.new_energy_usage_ok:
-                    warnings.append(f"plate_length: {number} has 8 characters (new-energy) but usage is {self.usage}")
-            elif not rules.ordinary.fullmatch(key):
+            new_energy = len(key) == rules.new_energy_length and rules.new_energy.fullmatch(key) is not None
+            if not new_energy and not rules.ordinary.fullmatch(key):
                 warnings.append(f"plate_pattern: {number} is not a mainland plate number")
-            elif self.new_energy_usage:
-                warnings.append(f"plate_length: new-energy plate {number} should have 8 characters")
-            first = key[0]
-            if self.abbreviation and first != self.abbreviation and first in rules.abbreviations:
-                warnings.append(f"province_mismatch: {number} starts with {first} but province is {self.province}")
+            else:
+                self._length_warning(number, new_energy, warnings)
+            if key[0] in rules.abbreviations:
+                self._province_warning(number, key[0], warnings)
             if key[-1] in rules.suffix_ends:
                 for length in rules.suffix_lengths:  # the longest special suffix the number ends with
                     suffix = key[-length:]
@@ -278,16 +275,24 @@ class PlateChecks:
         number = raw.replace(" ", "")  # canonical, and its own plate_key
         warnings: list[str] = []
         if self.check_plain_numbers:
-            if len(number) == self.rules.new_energy_length:
-                if not self.new_energy_usage_ok:
-                    warnings.append(f"plate_length: {number} has 8 characters (new-energy) but usage is {self.usage}")
-            elif self.new_energy_usage:
-                warnings.append(f"plate_length: new-energy plate {number} should have 8 characters")
-            if self.abbreviation and number[0] != self.abbreviation:
-                warnings.append(f"province_mismatch: {number} starts with {number[0]} but province is {self.province}")
+            self._length_warning(number, len(number) == self.rules.new_energy_length, warnings)
+            self._province_warning(number, number[0], warnings)
         if self.colour_warning:
             warnings.append(self.colour_warning)
         return number, warnings
+
+    def _length_warning(self, number: str, new_energy: bool, warnings: list[str]) -> None:
+        """A valid mainland number's length (8: new-energy) against the usage."""
+        if new_energy:
+            if not self.new_energy_usage_ok:
+                warnings.append(f"plate_length: {number} has 8 characters (new-energy) but usage is {self.usage}")
+        elif self.new_energy_usage:
+            warnings.append(f"plate_length: new-energy plate {number} should have 8 characters")
+
+    def _province_warning(self, number: str, first: str, warnings: list[str]) -> None:
+        """The number's province abbreviation ``first`` against the labelled province."""
+        if self.abbreviation and first != self.abbreviation:
+            warnings.append(f"province_mismatch: {number} starts with {first} but province is {self.province}")
 
 
 def unknown_value_warnings(labels: dict[str, Any]) -> list[str]:

@@ -333,13 +333,9 @@ def _plate_segment(index: str, text: str) -> tuple[dict[str, str], list[str]] | 
     plain = checks.plain_number(raw_number)
     if plain is not None:
         number, warnings = plain
-    else:
-        if _SIMPLE_MAINLAND.fullmatch(raw_number):  # plate_number's fast path, inlined
-            number = key = raw_number.replace(" ", "")
-        else:
-            number = normalise(PLATE_NUMBER, raw_number).value
-            key = plate_key(number) if number != UNKNOWN else ""
-        warnings = checks.warnings(number, key)
+    else:  # special suffixes, foreign and malformed numbers: the general path
+        number = plate_number(raw_number)
+        warnings = checks.warnings(number, plate_key(number) if number != UNKNOWN else "")
     plate = template.copy()
     plate[PLATE_NUMBER] = number
     if notes or unknown:
