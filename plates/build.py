@@ -47,7 +47,11 @@ from typing import Any, Iterable
 
 from plates import __version__
 from plates.errors import UserError
-from plates.io import atomic_write, iter_jsonl, progress, write_json, write_jsonl
+from plates.contracts import DatasetLayout
+from plates.io import (
+    atomic_write, check_input_file, check_output_dir, guard_outputs, iter_jsonl, progress, replace_file_set,
+    sha256_file, write_json, write_jsonl,
+)
 from plates.labels import (
     FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels, labels_dir,
 )
@@ -475,41 +479,85 @@ def labels_version() -> dict[str, Any]:
     return out
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_file  # the name build used before plates.io had the one helper
+
+
+def earlier_sources(out: Path) -> list[Path]:
+    """The inputs an earlier build into ``out`` recorded in its stats.json: files that may stay in the folder
+    (a re-run without --descriptions must not call the teacher file it once read someone else's)."""
+    try:
+        sources = json.loads((out / "stats.json").read_text(encoding="utf-8")).get("sources") or {}
+        paths = [sources.get("records", {}).get("path")] + [d.get("path") for d in sources.get("descriptions", [])]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+    return [Path(p) for p in paths if isinstance(p, str)]
+
+
+def check_warning_codes(codes: Iterable[str], records: Iterable[dict[str, Any]]) -> None:
+    """``--exclude-warning CODE`` with a code that no record can carry would silently exclude nothing: an
+    error naming the known codes (those `plates parse` writes, plus any found in these records)."""
+    from plates.parse import WARNING_CODES
+
+    codes = set(codes)
+    if not codes - set(WARNING_CODES):
+        return
+    known = set(WARNING_CODES)
+    for record in records:
+        known.update(str(w).split(":", 1)[0].strip() for w in record.get("warnings") or [])
+    unknown = sorted(codes - known)
+    if unknown:
+        raise UserError(f"--exclude-warning {', '.join(unknown)}: no such warning code; "
+                        f"known codes: {', '.join(sorted(known))}")
+
+
+def merged_dataset_info(existing: Path, ours: dict[str, Any]) -> dict[str, Any] | None:
+    """LLaMA-Factory's ``dataset_info.json`` is shared by every dataset in its folder: keep each entry that is
+    not ours (ours point at our sharegpt files), then add ``ours``. None when nothing is left to write.
+    A file that is not a JSON object is someone else's and is refused rather than replaced."""
+    entries: dict[str, Any] = {}
+    if existing.is_file():
+        try:
+            entries = json.loads(existing.read_text(encoding="utf-8-sig"))
+        except (ValueError, UnicodeDecodeError):
+            raise UserError(f"{existing}: not a JSON file; LLaMA-Factory's dataset_info.json is merged, "
+                            "not replaced: fix or move it") from None
+        if not isinstance(entries, dict):
+            raise UserError(f"{existing}: not a JSON object (is this LLaMA-Factory's dataset_info.json?)")
+    mine = {"train_sharegpt.json", "val_sharegpt.json"}
+    kept = {k: v for k, v in entries.items() if not (isinstance(v, dict) and v.get("file_name") in mine)}
+    kept.update(ours)
+    return kept or None
 
 
 def write_dataset(dataset: Dataset, out_dir: str | Path, sharegpt: bool = False,
                   dataset_name: str = "plates") -> dict[str, Path]:
-    """Write every output atomically; stale outputs of an earlier build that this one does not make are removed."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"-o {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"train": out / "train.jsonl", "val": out / "val.jsonl", "val_records": out / "val_records.jsonl",
-             "stats": out / "stats.json"}
-    write_jsonl(files["train"], dataset.train)
-    write_jsonl(files["val"], dataset.val)
-    write_jsonl(files["val_records"], dataset.val_records)
+    """Write the output set as one unit (``plates.io.replace_file_set``: Ctrl-C or a crash leaves the old set
+    or the new one, never new train/val beside old stats); stale outputs of an earlier build that this one
+    does not make are removed in the same step. ``dataset_info.json`` is merged, keeping other entries."""
+    out = check_output_dir(out_dir, "-o", contents=False)
+    files = DatasetLayout.of(out).files()
+    names = {"train": "train_sharegpt.json", "val": "val_sharegpt.json"}
     if sharegpt:
-        names = {"train": "train_sharegpt.json", "val": "val_sharegpt.json"}
-        for split, rows in (("train", dataset.train), ("val", dataset.val)):
+        for split in ("train", "val"):
             files[f"{split}_sharegpt"] = out / names[split]
-            with atomic_write(files[f"{split}_sharegpt"]) as handle:
-                json.dump([to_sharegpt(r) for r in rows], handle, ensure_ascii=False, indent=1)
-                handle.write("\n")
+    info = merged_dataset_info(out / "dataset_info.json",
+                               sharegpt_dataset_info(dataset_name, names) if sharegpt else {})
+    if info is not None:
         files["dataset_info"] = out / "dataset_info.json"
-        write_json(files["dataset_info"], sharegpt_dataset_info(dataset_name, names))
-    written = {p.name for p in files.values()}
-    for name in _OUTPUT_NAMES:
-        if name not in written and (out / name).is_file():
-            (out / name).unlink()
     dataset.stats["files"] = {k: p.name for k, p in files.items()}
-    write_json(files["stats"], dataset.stats)
+    written = {p.name for p in files.values()}
+    with replace_file_set(out, remove=[n for n in _OUTPUT_NAMES if n not in written]) as staging:
+        write_jsonl(staging / "train.jsonl", dataset.train)
+        write_jsonl(staging / "val.jsonl", dataset.val)
+        write_jsonl(staging / "val_records.jsonl", dataset.val_records)
+        if sharegpt:
+            for split, rows in (("train", dataset.train), ("val", dataset.val)):
+                with atomic_write(staging / names[split]) as handle:
+                    json.dump([to_sharegpt(r) for r in rows], handle, ensure_ascii=False, indent=1)
+                    handle.write("\n")
+        if info is not None:
+            write_json(staging / "dataset_info.json", info)
+        write_json(staging / "stats.json", dataset.stats)
     return files
 
 
@@ -553,12 +601,13 @@ Writes DIR/train.jsonl, DIR/val.jsonl (ms-swift custom format: messages with <im
 DIR/val_records.jsonl, DIR/stats.json; with --format sharegpt also LLaMA-Factory's files and dataset_info.json.
 The split keeps every vehicle (carNNNN track id) on one side. Image paths are absolute unless --relative-to.
 Chain-of-thought targets ('reason' mode) are: reasoning, a blank line, then the JSON answer on the last line."""
-    records_file = Path(args.records)
-    if not records_file.is_file():
-        raise UserError(f"{records_file}: no such file")
+    records_file = check_input_file(args.records, "RECORDS")
     for path in args.descriptions:
-        if not Path(path).is_file():
-            raise UserError(f"--descriptions {path}: no such file")
+        check_input_file(path, "--descriptions")
+    inputs = [("RECORDS", records_file), *(("--descriptions", p) for p in args.descriptions)]
+    out = check_output_dir(args.output, "-o", owned=_OUTPUT_NAMES,
+                           keep=[p for _, p in inputs] + earlier_sources(Path(args.output)))
+    guard_outputs(inputs, {f"-o (its {name})": out / name for name in _OUTPUT_NAMES}, command="build")
     options = BuildOptions(
         val_ratio=args.val_ratio, seed=args.seed, stratify=args.stratify,
         ratios={m: getattr(args, f"{m}_ratio") for m in DESCRIPTION_MODES},
@@ -568,6 +617,7 @@ Chain-of-thought targets ('reason' mode) are: reasoning, a blank line, then the 
     records = list(iter_records(records_file))
     if not records:
         raise UserError(f"{records_file}: no records")
+    check_warning_codes(args.exclude_warning, records)
     descriptions = load_descriptions(args.descriptions, args.allow_flagged) if args.descriptions else None
     dataset = build_dataset(records, options, records_file, descriptions)
     dataset.stats["sources"] = {

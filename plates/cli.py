@@ -25,6 +25,10 @@ STAGE_MODULES = (
     "plates.evaluate",
     "plates.schema",
     "plates.demo",
+    "plates.predict",
+    "plates.serve",
+    "plates.export",
+    "plates.audit",
 )
 
 EPILOG = """pipeline: parse -> teach -> build -> train -> infer -> eval (see README.md; `plates demo` runs it all on CPU)."""
@@ -60,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the stage modules load: nothing started, nothing to show
+        print("plates: interrupted", file=sys.stderr)
+        return 130
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

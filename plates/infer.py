@@ -11,6 +11,7 @@ a LoRA that also adapted the vision tower (we say so before loading anything).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -21,19 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from plates import swift_cli
+from plates.contracts import dataset_image_root
 from plates.errors import UserError
-from plates.io import iter_jsonl, write_json
+from plates.runs import find_manifest, last_checkpoint, read_manifest
+from plates.tiny_model import MARKER as TINY_MARKER
+from plates.io import check_output_dir, guard_outputs, iter_jsonl, write_json
 
 BACKENDS = {"pt": "transformers", "transformers": "transformers", "vllm": "vllm", "lmdeploy": "lmdeploy",
             "sglang": "sglang"}
-TINY_MARKER = ".plates-tiny-model.json"
 DEFAULT_MAX_NEW_TOKENS = 1024
 
 
 def checkpoint_dir(path: str | os.PathLike) -> Path:
     """A LoRA checkpoint folder (``…/checkpoint-N``); a run folder resolves to its last checkpoint."""
-    from plates.train import last_checkpoint
-
     folder = Path(path).expanduser().resolve()
     if not folder.is_dir():
         raise UserError(f"{folder}: no such checkpoint folder")
@@ -42,6 +43,10 @@ def checkpoint_dir(path: str | os.PathLike) -> Path:
     latest = last_checkpoint(folder)
     if latest is not None and (latest / "adapter_config.json").is_file():
         return latest
+    for candidate in (folder, latest):
+        if candidate is not None and (candidate / "config.json").is_file():
+            raise UserError(f"{folder}: a full fine-tune checkpoint (whole model, no adapter_config.json); "
+                            f"answer with it as a model: --model {candidate}")
     raise UserError(f"{folder}: not a LoRA checkpoint (no adapter_config.json); pass a checkpoint-N folder "
                     "from `plates train`")
 
@@ -69,16 +74,8 @@ def adapter_parts(checkpoint: str | os.PathLike) -> dict[str, int]:
 
 def checkpoint_max_pixels(checkpoint: str | os.PathLike) -> int | None:
     """The max_pixels a run trained with, from its plates manifest (ms-swift does not save it)."""
-    from plates.train import find_manifest
-
-    manifest = find_manifest(checkpoint)
-    if manifest is None:
-        return None
-    try:
-        value = json.loads(manifest.read_text(encoding="utf-8")).get("max_pixels")
-        return int(value) if value else None
-    except (ValueError, TypeError, json.JSONDecodeError):
-        return None
+    manifest = read_manifest(checkpoint)
+    return manifest.max_pixels if manifest is not None and manifest.max_pixels else None
 
 
 def dataset_file(dataset: str | os.PathLike) -> Path:
@@ -102,8 +99,12 @@ def build_infer_command(*, adapters: str | None, model: str | None, dataset: str
                         backend: str = "transformers", max_pixels: int | None = None,
                         max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS, batch_size: int | None = None,
                         template: str | None = None, overrides: list[str] | None = None,
-                        gpus: str | None = None, notes: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """Pure-ish: argv and environment for `swift infer` (reads only the checkpoint's own files)."""
+                        gpus: str | None = None, notes: list[str] | None = None,
+                        decoding: str = "schema", logprobs: bool = False) -> tuple[list[str], dict[str, str]]:
+    """Pure-ish: argv and environment for `swift infer` (reads only the checkpoint's own files).
+
+    ``decoding`` is ``schema`` (answers constrained to the answer schema, see :mod:`plates.decoding`) or ``free``."""
+    from plates.decoding import check_dataset, decoding_options
     if not adapters and not model:
         raise UserError("pass --adapters CHECKPOINT (a fine-tuned run) or --model MODEL (the base model)")
     if backend not in BACKENDS:
@@ -141,8 +142,18 @@ def build_infer_command(*, adapters: str | None, model: str | None, dataset: str
         options["load_data_args"] = True
     else:
         raise UserError("--dataset is required with --model (the JSONL to answer, e.g. DATA_DIR/val.jsonl)")
+    decode_options, decode_env = decoding_options(decoding, backend)
+    if decode_options:
+        for path in [dataset_file(dataset)] if dataset else _trained_val_files(options.get("adapters")):
+            check_dataset(path)
     options["infer_backend"] = backend
     options["stream"] = False
+    if logprobs:
+        options["logprobs"] = True  # per generated token; `plates eval` turns them into field confidences
+    for flag, number in (("--max-new-tokens", max_new_tokens), ("--batch-size", batch_size),
+                         ("--max-pixels", max_pixels)):
+        if number is not None and number < 1:
+            raise UserError(f"{flag} must be a positive number, not {number}")
     if max_new_tokens:
         options["max_new_tokens"] = max_new_tokens
     if batch_size:
@@ -151,32 +162,85 @@ def build_infer_command(*, adapters: str | None, model: str | None, dataset: str
         options["max_pixels"] = max_pixels
     options["result_path"] = str(result_path)
 
-    values, raw = {}, {}
-    for text in overrides or []:
-        key, value, raw_text = swift_cli.parse_assignment(text)
-        values[key], raw[key] = value, raw_text
-    options = swift_cli.resolve_options("infer", {**options, **values}, raw, notes=notes)
-    env: dict[str, str] = {}
+    values, raw = swift_cli.parse_overrides(overrides)
+    check_infer_overrides(values, options)
+    merged = {**options, **decode_options, **values}
+    if "external_plugins" in decode_options and "external_plugins" in values:
+        mine = values["external_plugins"]
+        merged["external_plugins"] = [*(mine if isinstance(mine, list) else [mine]),
+                                      *decode_options["external_plugins"]]
+    options = swift_cli.resolve_options("infer", merged, raw, notes=notes)
+    env: dict[str, str] = dict(decode_env)
     if dataset and "ROOT_IMAGE_DIR" not in os.environ:
-        from plates.train import dataset_image_root
-
         image_root = dataset_image_root(dataset_file(dataset).parent)
         if image_root:
             env["ROOT_IMAGE_DIR"] = image_root
     if max_pixels:
         env["MAX_PIXELS"] = str(max_pixels)
     if gpus is not None:
-        from plates.train import parse_gpus
-
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(parse_gpus(gpus))
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(swift_cli.parse_gpus(gpus))
     return [*swift_cli.swift_command(), "infer", *swift_cli.options_to_argv(options)], env
 
 
-def run_infer(output: str | os.PathLike, *, dry_run: bool = False, **kwargs: Any) -> int:
-    """Run `swift infer` into a temporary results path and move it to ``output`` only when it succeeded."""
+def check_infer_overrides(values: dict[str, Any], options: dict[str, Any]) -> None:
+    """`--set` must not silently fight plates' own handling: result_path would bypass the results file
+    plates writes (-o), and a key plates already set from a flag (model, adapters, val_dataset, …) would be
+    given twice."""
+    if not values:
+        return
+    fields = swift_cli.argument_fields("infer")
+    for name in values:
+        key = swift_cli.canonical_name(name, fields)[0]
+        if key == "result_path":
+            raise UserError("--set result_path bypasses plates' own results handling; use -o FILE")
+        if key in options and key not in ("infer_backend", "stream"):
+            flag = {"model": "--model", "adapters": "--adapters", "val_dataset": "--dataset",
+                    "max_batch_size": "--batch-size", "max_pixels": "--max-pixels", "template": "--template",
+                    "max_new_tokens": "--max-new-tokens", "load_data_args": "--adapters"}.get(key, key)
+            raise UserError(f"`{key}` is given twice (--set {name}=… and {flag}); give it once")
+
+
+def infer_inputs(adapters: str | None = None, model: str | None = None, dataset: str | None = None,
+                 **_: Any) -> list[tuple[str, Path]]:
+    """What `plates infer` reads, for :func:`plates.io.guard_outputs`: the dataset file and its folder, the
+    checkpoint and model folders, and (with --adapters alone) the validation set the run trained with."""
+    from plates.build import _OUTPUT_NAMES
+
+    inputs: list[tuple[str, Path]] = []
+    if dataset:
+        folder = Path(dataset).expanduser()
+        if folder.is_dir():  # the dataset's files, not the folder: results may be written beside them
+            inputs += [("--dataset", folder / name) for name in _OUTPUT_NAMES if (folder / name).is_file()]
+        else:
+            inputs.append(("--dataset", folder))
+    for flag, folder in (("--adapters", adapters), ("--model", model)):
+        if folder and Path(folder).expanduser().is_dir():
+            inputs.append((flag, Path(folder).expanduser()))
+    if adapters and not dataset:
+        with contextlib.suppress(UserError, OSError, ValueError, AttributeError):
+            args = json.loads((checkpoint_dir(adapters) / "args.json").read_text(encoding="utf-8"))
+            inputs += [("the run's val_dataset", Path(p)) for p in args.get("val_dataset") or []
+                       if isinstance(p, str) and Path(p).is_file()]
+    return inputs
+
+
+def _trained_val_files(adapters: list[str] | None) -> list[Path]:
+    """The validation files a checkpoint's run trained with (ms-swift's ``args.json``), when they still exist."""
+    if not adapters:
+        return []
+    try:
+        names = json.loads((Path(adapters[0]) / "args.json").read_text(encoding="utf-8")).get("val_dataset") or []
+    except (OSError, ValueError):
+        return []
+    return [Path(n) for n in names if isinstance(n, str) and Path(n).is_file()]
+
+
+def run_infer(output: str | os.PathLike, *, dry_run: bool = False, verbose: bool = False, **kwargs: Any) -> int:
+    """Run `swift infer` into a temporary results path and move it to ``output`` only when it succeeded.
+    The terminal shows a samples bar; ms-swift's whole output goes to ``OUTPUT-STEM.swift-infer.log`` beside
+    ``output`` (``verbose`` streams it here too)."""
+    guard_outputs(infer_inputs(**kwargs), {"-o": output}, command="infer")
     output = Path(output).expanduser().resolve()
-    if output.is_dir():
-        raise UserError(f"{output} is a folder; -o takes the results file to write (e.g. results.jsonl)")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
@@ -188,13 +252,16 @@ def run_infer(output: str | os.PathLike, *, dry_run: bool = False, **kwargs: Any
             shown = [str(output) if a == str(staging / "results.jsonl") else a for a in argv]
             print(swift_cli.format_command(swift_cli.redact_argv(shown), swift_cli.redact_env(env)))
             return 0
-        code = swift_cli.run_streaming(argv, env)
+        log_path = output.with_name(f"{output.stem}.swift-infer.log")
+        run = swift_cli.run_swift(argv, env, log_path=log_path, verbose=verbose, who="plates infer",
+                                  progress=swift_cli.SwiftProgress(bar="", desc="infer", unit="sample"))
+        code = run.code
         produced = staging / "results.jsonl"
         if code != 0:
             print(f"plates infer: ms-swift exited with {code}; {output} left untouched", file=sys.stderr)
             return code
         if not produced.is_file():
-            raise UserError("ms-swift finished but wrote no results (see its output above)")
+            raise UserError(f"ms-swift finished but wrote no results (see {log_path})")
         answered = count_samples(produced)
         dataset = kwargs.get("dataset")
         if dataset:
@@ -202,34 +269,34 @@ def run_infer(output: str | os.PathLike, *, dry_run: bool = False, **kwargs: Any
             if answered != expected:
                 print(f"plates infer: warning: {answered} results for {expected} samples; ms-swift skipped some, "
                       "so results no longer line up with the dataset by position", file=sys.stderr)
-        os.replace(produced, output)
-        print(f"plates infer: {answered} results -> {output}", file=sys.stderr)
+        from plates.decoding import DEFAULT_MODE, record_decoding
+
+        record_decoding(produced, output, kwargs.get("decoding") or DEFAULT_MODE)
+        print(f"plates infer: {answered} results -> {output} in {run.seconds:.0f} s (ms-swift log: {log_path})",
+              file=sys.stderr)
         return 0
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def run_export(adapters: str, output_dir: str | None = None, *, overrides: list[str] | None = None,
-               dry_run: bool = False) -> tuple[int, Path | None]:
+               dry_run: bool = False, verbose: bool = False) -> tuple[int, Path | None]:
     """Merge a LoRA checkpoint into its base model with `swift export --merge_lora true`; the training run's
     plates manifest is copied alongside so inference on the merged model still knows its max_pixels."""
-    from plates.train import find_manifest
-
     ckpt = checkpoint_dir(adapters)
     target = Path(output_dir).expanduser().resolve() if output_dir else ckpt.parent / f"{ckpt.name}-merged"
+    check_output_dir(target, "-o", contents=False)
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target} already exists; choose another -o or remove it")
     options: dict[str, Any] = {"adapters": [str(ckpt)], "merge_lora": True, "output_dir": str(target)}
-    values, raw = {}, {}
-    for text in overrides or []:
-        key, value, raw_text = swift_cli.parse_assignment(text)
-        values[key], raw[key] = value, raw_text
+    values, raw = swift_cli.parse_overrides(overrides)
     options = swift_cli.resolve_options("export", {**options, **values}, raw)
     argv = [*swift_cli.swift_command(), "export", *swift_cli.options_to_argv(options)]
     if dry_run:
         print(swift_cli.format_command(swift_cli.redact_argv(argv)))
         return 0, None
-    code = swift_cli.run_streaming(argv)
+    log_path = target.parent / f"{target.name}.swift-export.log"
+    code = swift_cli.run_swift(argv, log_path=log_path, verbose=verbose, who="plates export").code
     if code != 0:
         return code, None
     manifest = find_manifest(ckpt)
@@ -258,11 +325,21 @@ def _configure_infer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
                         help=f"answer length cap in tokens (default {DEFAULT_MAX_NEW_TOKENS})")
     parser.add_argument("--batch-size", type=int, help="samples per forward pass (max_batch_size)")
+    parser.add_argument("--decoding", default="schema", choices=("schema", "free"),
+                        help="schema (default): every answer valid against eval/answer.schema.json by "
+                             "construction (xgrammar for transformers, a regex for vllm); free: unconstrained. "
+                             "Recorded in every results line as \"decoding\"")
+    parser.add_argument("--logprobs", action="store_true",
+                        help="keep each generated token's log-probability in the results (ms-swift --logprobs "
+                             "true): `plates eval` then reports per-field confidence and risk–coverage")
     parser.add_argument("--template", help="ms-swift template, e.g. qwen2_5_vl (needed for some local models)")
     parser.add_argument("--gpus", help="GPUs to use, e.g. 0 (sets CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="any other `swift infer` argument, checked against the installed ms-swift")
     parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="stream ms-swift's whole output here (it always goes to OUTPUT-STEM.swift-infer.log "
+                             "beside -o)")
 
 
 def _run_infer(args: argparse.Namespace) -> int:
@@ -276,7 +353,8 @@ def _run_infer(args: argparse.Namespace) -> int:
     return run_infer(args.output, dry_run=args.dry_run, adapters=args.adapters, model=args.model,
                      dataset=args.dataset, backend=args.backend, max_pixels=args.max_pixels,
                      max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, template=args.template,
-                     overrides=args.overrides, gpus=args.gpus)
+                     overrides=args.overrides, gpus=args.gpus, decoding=args.decoding, logprobs=args.logprobs,
+                     verbose=args.verbose)
 
 
 def _configure_export(parser: argparse.ArgumentParser) -> None:
@@ -285,14 +363,18 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="any other `swift export` argument, checked against the installed ms-swift")
     parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="stream ms-swift's whole output here (it always goes to OUTPUT.swift-export.log)")
 
 
 def _run_export(args: argparse.Namespace) -> int:
     """Merge a LoRA checkpoint into its base model (`swift export --merge_lora true`), e.g. before serving it
     with vLLM, which cannot apply a LoRA that adapted the vision tower."""
-    code, target = run_export(args.adapters, args.output_dir, overrides=args.overrides, dry_run=args.dry_run)
+    code, target = run_export(args.adapters, args.output_dir, overrides=args.overrides, dry_run=args.dry_run,
+                              verbose=args.verbose)
     if target is not None:
         print(f"merged model: {target}")
+        print(f"ms-swift log: {target.parent / f'{target.name}.swift-export.log'}")
     return code
 
 

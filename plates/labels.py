@@ -3,12 +3,15 @@
 The vocabularies live as data in the repository's ``labels/`` folder (or ``$PLATES_LABELS_DIR``); this module
 only loads them and applies them, so parse, teach, build and eval agree on what '单层' or '车头' means.
 Unknown values are kept verbatim and reported, never dropped.
+
+``labels/fields.yaml`` is also the field table (:data:`FIELD_TABLE`): each field's order, group, slug and kind.
+:data:`VEHICLE_FIELDS`, :data:`PLATE_FIELDS` and :data:`FIELDS` are read from it once, at import, and every stage
+iterates them, so a new field is an edit in ``labels/`` (see CONTRIBUTING.md).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -19,20 +22,62 @@ import yaml
 
 VEHICLE_GROUP = "车辆属性"
 PLATE_GROUP = "车牌属性"
-VEHICLE_FIELDS = ("车辆品牌", "车辆类型", "车辆颜色", "车辆朝向")
-PLATE_FIELDS = ("车牌国家", "车牌省份", "车牌号码", "车牌颜色", "车牌层数", "车牌用途")
-FIELDS = VEHICLE_FIELDS + PLATE_FIELDS
+GROUPS = (VEHICLE_GROUP, PLATE_GROUP)
 PLATE_NUMBER = "车牌号码"
 UNKNOWN = "未知"
+KINDS = ("closed", "open", "free_text")
 
 _SEPARATORS = re.compile(r"[\s\-_.·•・]+")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def labels_dir() -> Path:
-    """Where the vocabularies live: ``$PLATES_LABELS_DIR`` or the repository's ``labels/``."""
-    env = os.environ.get("PLATES_LABELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "labels"
+    """Where the vocabularies live: ``$PLATES_LABELS_DIR`` or the shipped ``labels/`` (see plates.resources)."""
+    from plates.resources import labels_dir as shipped
+
+    return shipped()
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One row of the field table: ``name`` (the answer key), ``group``, ``slug`` (ASCII, for code, templates and
+    file names), ``kind`` (closed, open or free_text) and ``order`` (position in answers, from the file order)."""
+
+    name: str
+    group: str
+    slug: str
+    kind: str
+    order: int
+
+
+def _field_kind(spec: dict[str, Any]) -> str:
+    """``kind``, or the older ``open`` / ``free_text`` flags of a labels folder written before ``kind``."""
+    kind = spec.get("kind") or ("free_text" if spec.get("free_text") else "open" if spec.get("open") else "closed")
+    if kind not in KINDS:
+        raise ValueError(f"fields.yaml: kind {kind!r} is not one of {', '.join(KINDS)}")
+    return kind
+
+
+def read_field_table(directory: str | Path | None = None) -> tuple[FieldSpec, ...]:
+    """The field table of ``fields.yaml``, in file order (which is answer order)."""
+    path = Path(directory or labels_dir()) / "fields.yaml"
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    table = []
+    for order, (name, spec) in enumerate((data.get("fields") or {}).items()):
+        if spec.get("group") not in GROUPS:
+            raise ValueError(f"{path}: field {name} has group {spec.get('group')!r}, not one of {', '.join(GROUPS)}")
+        table.append(FieldSpec(name=name, group=spec["group"], slug=str(spec.get("slug") or name),
+                               kind=_field_kind(spec), order=order))
+    if PLATE_NUMBER not in {f.name for f in table}:
+        raise ValueError(f"{path}: the field table needs {PLATE_NUMBER} (plate checks and scoring key on it)")
+    return tuple(table)
+
+
+FIELD_TABLE = read_field_table()
+VEHICLE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == VEHICLE_GROUP)
+PLATE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == PLATE_GROUP)
+FIELDS = VEHICLE_FIELDS + PLATE_FIELDS
+SLUGS = {f.name: f.slug for f in FIELD_TABLE}
 
 
 def fold(text: str) -> str:
@@ -75,8 +120,8 @@ def load_vocabularies(directory: str | None = None) -> dict[str, Vocabulary]:
         vocabularies[field] = Vocabulary(
             field=field,
             group=spec["group"],
-            open=bool(spec.get("open")),
-            free_text=bool(spec.get("free_text")),
+            open=_field_kind(spec) != "closed",
+            free_text=_field_kind(spec) == "free_text",
             canonical=tuple(canonical),
             lookup=lookup,
         )

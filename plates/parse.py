@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
 from plates.errors import UserError
-from plates.io import atomic_write, progress, write_json
+from plates.io import atomic_write, guard_outputs, progress, write_json
 from plates.labels import (
     PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, canonical_values, normalise,
     PlateChecks, clear_caches as clear_label_caches, plate_checks, plate_key, plate_warnings,
@@ -33,6 +33,10 @@ from plates.labels import (
 )
 
 FORMATS = ("auto", "seed", "ccpd")
+# every warning code a record can carry ('code: detail'); `plates build --exclude-warning` checks against it
+WARNING_CODES = ("colour_usage", "image_truncated", "missing_field", "missing_vehicle", "name_encoding",
+                 "plate_index", "plate_length", "plate_pattern", "province_mismatch", "suffix_usage",
+                 "unknown_value")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 CHUNK_FILES = 1000
 
@@ -260,6 +264,7 @@ def _marked_labels(text: str) -> tuple | Rejected:
 
 
 _SEQUENTIAL = [str(i) for i in range(100)]
+_PLATE_STAT_FIELDS = tuple(f for f in PLATE_FIELDS if f != PLATE_NUMBER)  # counted per value in the summary
 _UNKNOWN_VEHICLE = dict.fromkeys(VEHICLE_FIELDS, UNKNOWN)
 
 
@@ -271,8 +276,8 @@ def _vehicle_segment(text: str) -> tuple[dict[str, str], tuple[str, ...]] | Reje
         return Rejected(f"车辆属性 {text!r} has {len(parts)} fields, expected 4 ({_VEHICLE_HINT})")
     raw = {"车辆品牌": "-".join(parts[:-3]), "车辆朝向": parts[-3], "车辆类型": parts[-2], "车辆颜色": parts[-1]}
     vehicle, warnings = {}, []
-    for name in VEHICLE_FIELDS:
-        result = normalise(name, raw[name])
+    for name in VEHICLE_FIELDS:  # a field the name grammar has no slot for is 未知
+        result = normalise(name, raw.get(name))
         vehicle[name] = result.value
         if not result.known:
             warnings.append(f"unknown_value: {name}={result.value}")
@@ -284,11 +289,12 @@ def _plate_fields(country: str, province: str, colour: str, layers: str, usage: 
     """A plate's non-number fields, raw (few distinct combinations, so cached) -> the canonical plate with
     an empty number (a template: never mutate it), its unknown-value warnings and its :class:`PlateChecks`."""
     plate, warnings = {}, []
-    for name, raw in zip(PLATE_FIELDS, (country, province, "", colour, layers, usage)):
+    given = {"车牌国家": country, "车牌省份": province, "车牌颜色": colour, "车牌层数": layers, "车牌用途": usage}
+    for name in PLATE_FIELDS:  # a field the name grammar has no slot for is 未知
         if name == PLATE_NUMBER:
             plate[name] = ""
             continue
-        result = normalise(name, raw.strip())
+        result = normalise(name, given[name].strip() if name in given else None)
         plate[name] = result.value
         if not result.known:
             warnings.append(f"unknown_value: {name}={result.value}")
@@ -360,8 +366,9 @@ def parse_ccpd_filename(name: str) -> ParsedName | Rejected:
     number = "".join(chars)
     province = province_for_abbreviation(chars[0]) or UNKNOWN
     green = len(indices) == 8
-    plate = dict(zip(PLATE_FIELDS, ("中国", province, number, "绿色" if green else "蓝色", "单层车牌",
-                                    "新能源车牌" if green else "燃油车车牌")))
+    given = {"车牌国家": "中国", "车牌省份": province, PLATE_NUMBER: number, "车牌颜色": "绿色" if green else "蓝色",
+             "车牌层数": "单层车牌", "车牌用途": "新能源车牌" if green else "燃油车车牌"}
+    plate = {name: given.get(name, UNKNOWN) for name in PLATE_FIELDS}
     vehicle = dict.fromkeys(VEHICLE_FIELDS, UNKNOWN)
     return ParsedName({VEHICLE_GROUP: vehicle, PLATE_GROUP: [plate]}, [], plate_warnings(plate))
 
@@ -388,14 +395,20 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 _HEAD_BYTES = 32768  # whole small images in one read: no second read for the end marker
 
 
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+_S_ISREG = __import__("stat").S_ISREG
+
+
 def read_image_info(path: str) -> ImageInfo | Rejected:
     """Width, height and channels (as stored: 1 grey, 3 colour, 4 with alpha or CMYK) from the file header;
     files whose header cannot be read are decoded with OpenCV, and rejected only if that fails too."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         return Rejected(f"cannot open: {exc.strerror}", "unreadable")
     try:
+        if not _S_ISREG(os.fstat(fd).st_mode):  # replaced by a FIFO or device since the listing
+            return Rejected("not a regular file (not read)", "not_regular_file")
         head = os.read(fd, _HEAD_BYTES)
         if not head:
             return Rejected("empty file", "empty_file")
@@ -479,28 +492,87 @@ def _decoded_info(path: str) -> ImageInfo | Rejected:
 # ---------------------------------------------------------------------------------------------- dumps
 
 
-def iter_files(root: str | Path, exclude: Iterable[str | Path] = ()) -> list[str]:
+def iter_files(root: str | Path, exclude: Iterable[str | Path] = (),
+               special: dict[str, str] | None = None) -> list[str]:
     """Every file under ``root`` as a '/'-separated relative path, sorted (deterministic across machines).
-    Symlinked folders are not followed (no cycles); ``exclude`` names absolute paths to skip (our own outputs)."""
+    Symlinked folders are not followed (no cycles); ``exclude`` names absolute paths to skip (our own outputs).
+    Entries that are not regular files (FIFOs, sockets, devices, dangling links) are listed too, so they are
+    accounted for, and when ``special`` is a dict they are entered there with their kind, from the folder
+    listing alone (never opened: a FIFO would block a reader forever, a device may act on open).
+    Names that are not valid UTF-8 come back with their bytes as surrogates (``os.fsdecode``)."""
     root = os.path.abspath(root)
     skip = {os.path.abspath(p) for p in exclude}
     found: list[str] = []
     stack = [("", root)]
     while stack:
         prefix, folder = stack.pop()
-        with os.scandir(folder) as entries:
+        try:
+            entries = os.scandir(folder)
+        except OSError as exc:
+            if not prefix:
+                raise UserError(f"ROOT {root}: cannot list it ({exc.strerror})") from None
+            found.append(prefix[:-1])
+            if special is not None:
+                special[prefix[:-1]] = f"folder that cannot be listed ({exc.strerror})"
+            continue
+        with entries:
             for entry in entries:
                 rel = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((rel + "/", entry.path))
                 elif entry.path not in skip:
                     found.append(rel)
+                    if special is not None and not entry.is_file():
+                        special[rel] = _file_kind(entry.path)
     found.sort()
     return found
 
 
+def _file_kind(path: str) -> str:
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "dangling symbolic link" if os.path.islink(path) else "file that cannot be read"
+    for test, kind in ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISDIR, "folder")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def _name_problem(rel: str) -> Rejected | None:
+    """Why a path whose bytes are not UTF-8 (GBK/GB18030 names from Chinese Windows shares are common)
+    cannot become a record: its labels may be readable, but no later stage could write the path to a UTF-8
+    dataset file. The reason shows the name decoded as GB18030 where that works, and the fix."""
+    raw = os.fsencode(rel)
+    try:
+        decoded = raw.decode("gb18030")
+        hint = f"reads as GB18030: {decoded!r}; "
+    except UnicodeDecodeError:
+        hint = ""
+    return Rejected(f"file name is not UTF-8 ({hint}rename it, e.g. convmv -f GB18030 -t UTF-8 -r --notest ROOT)",
+                    "name_encoding")
+
+
+def display_name(rel: str) -> str:
+    """``rel`` as text that can be written to a UTF-8 file: undecodable bytes become \\xNN escapes."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
 def parse_file(root: str, rel: str, fmt: str = "auto") -> dict[str, Any] | Rejected:
     """The record for one file (``rel`` relative to the absolute ``root``), or why it has none."""
+    if not rel.isascii():
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            return _name_problem(rel)
     name = rel.rpartition("/")[2]
     dot = name.rfind(".")
     extension = name[dot:].lower() if dot > 0 else ""
@@ -544,7 +616,7 @@ class ParseSummary:
         plates = labels[PLATE_GROUP]
         self.plates_per_image[len(plates)] += 1
         for plate in plates:
-            self.plates[(plate["车牌国家"], plate["车牌省份"], plate["车牌颜色"], plate["车牌层数"], plate["车牌用途"])] += 1
+            self.plates[tuple(plate[name] for name in _PLATE_STAT_FIELDS)] += 1
         if record["warnings"]:
             self.records_with_warnings += 1
             for warning in record["warnings"]:
@@ -564,12 +636,12 @@ class ParseSummary:
             getattr(self, name).update(getattr(other, name))
 
     def field_counts(self) -> dict[str, Counter]:
-        counts = {name: Counter() for name in VEHICLE_FIELDS + tuple(f for f in PLATE_FIELDS if f != PLATE_NUMBER)}
+        counts = {name: Counter() for name in VEHICLE_FIELDS + _PLATE_STAT_FIELDS}
         for values, n in self.vehicles.items():
             for name, value in zip(VEHICLE_FIELDS, values):
                 counts[name][value] += n
         for values, n in self.plates.items():
-            for name, value in zip(("车牌国家", "车牌省份", "车牌颜色", "车牌层数", "车牌用途"), values):
+            for name, value in zip(_PLATE_STAT_FIELDS, values):
                 counts[name][value] += n
         return counts
 
@@ -606,18 +678,24 @@ class ParseSummary:
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _parse_chunk(task: tuple[str, list[str], str]) -> tuple[list[str], list[str], ParseSummary]:
-    """Parse a slice of the file list into ready-to-write JSON lines (so workers do the serialising)."""
-    root, rels, fmt = task
+def _parse_chunk(task: tuple) -> tuple[list[str], list[str], ParseSummary]:
+    """Parse a slice of the file list into ready-to-write JSON lines (so workers do the serialising).
+    ``task`` is (root, rels, fmt[, special]): ``special`` maps non-regular files to their kind."""
+    root, rels, fmt = task[:3]
+    special = task[3] if len(task) > 3 else None
     records, rejects, summary = [], [], ParseSummary()
     for rel in rels:
         try:
-            result = parse_file(root, rel, fmt)
+            if special and rel in special:
+                result = Rejected(f"not a regular file: a {special[rel]} (not opened)", "not_regular_file")
+            else:
+                result = parse_file(root, rel, fmt)
         except Exception as exc:  # noqa: BLE001 - one odd file must not lose the whole dump; it is reported
             result = Rejected(f"internal error while parsing: {type(exc).__name__}: {exc}", "internal_error")
         if isinstance(result, Rejected):
             summary.add_reject(result)
-            rejects.append(_encode({"image": rel, "root": root, "reason": result.reason, "code": result.code}) + "\n")
+            rejects.append(_encode({"image": display_name(rel), "root": root, "reason": result.reason,
+                                    "code": result.code}) + "\n")
         else:
             summary.add_record(result)
             records.append(_encode(result) + "\n")
@@ -632,7 +710,8 @@ def _ignore_interrupts() -> None:
 
 
 def parse_dump(root: str | Path, fmt: str = "auto", jobs: int = 1, files: list[str] | None = None,
-               show_progress: bool = True) -> Iterator[tuple[list[str], list[str], ParseSummary]]:
+               show_progress: bool = True, special: dict[str, str] | None = None,
+               ) -> Iterator[tuple[list[str], list[str], ParseSummary]]:
     """Parse ``files`` (default: every file under ``root``, see :func:`iter_files`) in order, yielding
     ``(record lines, reject lines, summary)`` per chunk; with ``jobs`` > 1 chunks are parsed in worker
     processes (order is kept)."""
@@ -640,8 +719,9 @@ def parse_dump(root: str | Path, fmt: str = "auto", jobs: int = 1, files: list[s
         raise UserError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
     root = os.path.abspath(root)
     if files is None:
-        files = iter_files(root)
-    tasks = [(root, files[i: i + CHUNK_FILES], fmt) for i in range(0, len(files), CHUNK_FILES)]
+        special = {}
+        files = iter_files(root, special=special)
+    tasks = [(root, files[i: i + CHUNK_FILES], fmt, special) for i in range(0, len(files), CHUNK_FILES)]
     bar = progress(total=len(files), unit="file", desc="parse", **({} if show_progress else {"disable": True}))
     try:
         if jobs > 1 and len(tasks) > 1:
@@ -669,28 +749,42 @@ def default_rejects_path(output: Path) -> Path:
 
 
 def parse_to_files(root: str | Path, output: str | Path, rejects: str | Path | None = None, fmt: str = "auto",
-                   jobs: int = 1, show_progress: bool = True) -> ParseSummary:
-    """Write the records and rejects files atomically (both appear only when the whole dump is done)."""
-    root_path = Path(root)
-    if not root_path.exists():
-        raise UserError(f"ROOT {root}: no such directory")
-    if not root_path.is_dir():
-        raise UserError(f"ROOT {root}: not a directory (give the folder that holds the images)")
+                   jobs: int = 1, show_progress: bool = True, corrections: Any = None) -> ParseSummary:
+    """Write the records and rejects files atomically (both appear only when the whole dump is done).
+    ``corrections`` (:func:`plates.audit.load_corrections`) fixes labels by image path as records are written."""
     output = Path(output)
     rejects = Path(rejects) if rejects else default_rejects_path(output)
-    for path in (output, rejects):
-        if path.is_dir():
-            raise UserError(f"{path}: is a directory, expected a file path")
-    if output.resolve() == rejects.resolve():
-        raise UserError("the records and rejects files must differ")
-    files = iter_files(root, exclude=(output, rejects))  # listed before our temporary outputs appear
+    check_parse_outputs(root, {"-o": output, "--rejects": rejects})
+    special: dict[str, str] = {}
+    files = iter_files(root, exclude=(output, rejects), special=special)  # before our temporary outputs appear
     summary = ParseSummary()
     with atomic_write(output) as records_out, atomic_write(rejects) as rejects_out:
-        for records, rejected, chunk_summary in parse_dump(root, fmt, jobs, files, show_progress):
-            records_out.writelines(records)
+        for records, rejected, chunk_summary in parse_dump(root, fmt, jobs, files, show_progress, special):
+            records_out.writelines(corrections.apply_lines(records) if corrections else records)
             rejects_out.writelines(rejected)
             summary.merge(chunk_summary)
     return summary
+
+
+def check_parse_outputs(root: str | Path, outputs: dict[str, str | Path | None]) -> None:
+    """Before any work: ROOT is a folder, each output can be a file and names its own path, and an output
+    inside the dump never replaces one of the dump's files (an image, or anything that is not an earlier
+    plates JSON/JSONL output) - new files there are fine, the walk skips them."""
+    root_path = Path(root)
+    if not root_path.exists():
+        raise UserError(f"ROOT {root}: no such folder")
+    if not root_path.is_dir():
+        raise UserError(f"ROOT {root}: is a file, expected a folder (give the folder that holds the images)")
+    guard_outputs([], outputs, command="parse")
+    real_root = os.path.realpath(root)
+    for flag, path in outputs.items():
+        if path is None or not os.path.lexists(path):
+            continue
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, real_root]) == real_root:
+            if not str(path).lower().endswith((".jsonl", ".json")) or Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+                raise UserError(f"{flag} {path}: would replace a file of the dump ROOT {root}; "
+                                "choose a new path (outputs are .jsonl/.json files)")
 
 
 def default_jobs() -> int:
@@ -707,6 +801,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--jobs", type=int, default=default_jobs(),
                         help="worker processes (default: CPU count, at most 8; 1 = no workers)")
     parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON")
+    parser.add_argument("--corrections", metavar="FILE",
+                        help="label fixes by image path (JSONL; `plates audit`'s review file with 'value' filled in)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -723,7 +819,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--jobs must be at least 1")
     output = Path(args.output)
     rejects = Path(args.rejects) if args.rejects else default_rejects_path(output)
-    summary = parse_to_files(args.root, output, rejects, args.fmt, args.jobs)
+    check_parse_outputs(args.root, {"-o": output, "--rejects": rejects, "--summary": args.summary})
+    corrections = None
+    if getattr(args, "corrections", None):
+        from plates.audit import load_corrections
+
+        corrections = load_corrections(args.corrections)
+    summary = parse_to_files(args.root, output, rejects, args.fmt, args.jobs, corrections=corrections)
+    if corrections is not None:
+        unmatched = corrections.unmatched()
+        print(f"plates parse: {corrections.applied} label corrections applied from {args.corrections}"
+              + (f"; {len(unmatched)} name no parsed image, e.g. {unmatched[0]}" if unmatched else ""))
     if args.summary:
         write_json(args.summary, summary.to_dict())
     print(f"plates parse: {args.root} -> {output} ({summary.parsed} records), {rejects} ({summary.rejected} rejects)")

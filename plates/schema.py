@@ -22,11 +22,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from plates.errors import UserError
-from plates.io import atomic_write, repo_root
+from plates import resources
+from plates.io import atomic_write, check_output_file
 from plates.labels import (
     PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, labels_dir, load_vocabularies,
 )
@@ -38,18 +41,64 @@ PLATE_DEF = "plate"
 
 
 def schema_path() -> Path:
-    """Where the committed schema lives: ``eval/answer.schema.json`` in the checkout."""
-    return repo_root() / "eval" / "answer.schema.json"
+    """Where the committed schema lives: ``eval/answer.schema.json`` (shipped with the package too)."""
+    return resources.schema_path()
+
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff"
+_SCRIPTS = r"\u0400-\u04ff\u0600-\u06ff\u0e00-\u0eff\u1000-\u109f"
+_OLD_MILITARY = "北沈兰济南广成海空军"
+PLATE_CHARS = "{plate_cjk}"  # placeholder: the Chinese characters of labels/plates.yaml, filled in by _plate_chars
+# Open strings: (allowed characters of a word, longest word, most words). Words are joined by single spaces, so
+# the pattern alone bounds the length (guided-decoding engines honour either `pattern` or `maxLength` of a string,
+# not both; `maxLength` repeats the pattern's bound for readers). Every value `plates parse` and
+# `answer_from_labels` produce fits: mainland numbers have no spaces and only the Chinese characters of
+# labels/plates.yaml ('云KCM158', '粤Z1234港', '沪A1234学'), foreign and Hong Kong numbers keep single spaces
+# ('12 34567', 'AB 1234'), Vietnamese ones dots and hyphens ('51G-123.45'); plates of the vocabulary's other
+# countries may be written in Cyrillic, Arabic, Thai, Lao or Myanmar script.
+STRING_BOUNDS: dict[str, tuple[str, int, int]] = {
+    "车辆品牌": (rf"A-Za-z0-9{_CJK}\u00b7.&'+/()-", 10, 2),
+    "车牌国家": (rf"A-Za-z{_CJK}\u00b7.'()-", 8, 2),
+    "车牌号码": (rf"A-Z0-9{PLATE_CHARS}{_SCRIPTS}\u00b7.-", 10, 3),
+}
+MAX_PLATES = 4  # per answer; bounds the array so a guided weak model cannot list plates until the token limit
+
+
+def _plate_chars() -> str:
+    """Every Chinese character a plate number may hold: province abbreviations, special suffixes (挂 学 警 港 澳 领
+    使 试 超 应急) from labels/plates.yaml, and the old military region prefixes."""
+    from plates.labels import load_plate_rules
+
+    rules = load_plate_rules()
+    chars = {c for a in rules.get("abbreviations", {}).values() for c in str(a)}
+    chars |= {c for suffix in rules.get("special_suffixes", {}) for c in str(suffix)}
+    return "".join(sorted(chars | set(_OLD_MILITARY)))
+
+
+def string_bounds(field: str) -> dict[str, Any]:
+    """``pattern`` and ``maxLength`` of an open string field, so that a weak model under guided decoding cannot
+    ramble inside a string until the token limit; {} for a field without bounds."""
+    if field not in STRING_BOUNDS:
+        return {}
+    chars, longest, words = STRING_BOUNDS[field]
+    chars = chars.replace(PLATE_CHARS, _plate_chars())
+    word = f"[{chars}]{{1,{longest}}}"
+    body = f"{word}( {word}){{0,{words - 1}}}"
+    if re.fullmatch(body, UNKNOWN) is None:
+        body = f"{UNKNOWN}|{body}"
+    return {"pattern": f"^({body})$" if "|" in body else f"^{body}$",
+            "maxLength": longest * words + words - 1}
 
 
 def _field_schema(field: str) -> dict[str, Any]:
     vocab = load_vocabularies()[field]
     if vocab.free_text:
-        return {"type": "string", "description": f"{field}: as written on the plate, or '{UNKNOWN}'"}
+        return {"type": "string", "description": f"{field}: as written on the plate, or '{UNKNOWN}'",
+                **string_bounds(field)}
     values = [*vocab.canonical, UNKNOWN]
     if vocab.open:
         return {"type": "string", "description": f"{field}: open vocabulary, '{UNKNOWN}' when unknown",
-                "examples": values}
+                **string_bounds(field), "examples": values}
     return {"type": "string", "description": f"{field}: one of the canonical values or '{UNKNOWN}'", "enum": values}
 
 
@@ -86,7 +135,7 @@ def build_schema() -> dict[str, Any]:
             PLATE_GROUP: {
                 "if": {"type": "object"},
                 "then": {"$ref": f"#/$defs/{PLATE_DEF}"},
-                "else": {"type": "array", "items": {"$ref": f"#/$defs/{PLATE_DEF}"}},
+                "else": {"type": "array", "items": {"$ref": f"#/$defs/{PLATE_DEF}"}, "maxItems": MAX_PLATES},
             },
         },
         "required": [VEHICLE_GROUP, PLATE_GROUP],
@@ -157,7 +206,8 @@ def answer_validator(schema: dict[str, Any] | None = None):
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", metavar="PATH",
-                        help="where to write the schema (default: eval/answer.schema.json in the checkout)")
+                        help="where to write the schema (default: eval/answer.schema.json in a checkout; "
+                             "standard output for an installed package, whose copy is read-only data)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if the schema file differs from what labels/ generates")
 
@@ -168,8 +218,12 @@ def _run(args: argparse.Namespace) -> int:
     The schema describes the answer the model is taught: '车牌属性' is an object for one plate, [] for no plate
     and a list of objects for several. Closed fields list their canonical values plus '未知'.
     Run this after editing labels/fields.yaml; `--check` is for CI."""
-    path = Path(args.output) if args.output else schema_path()
+    path = check_output_file(args.output, "-o") if args.output and not args.check else (
+        Path(args.output) if args.output else schema_path())
     expected = render_schema(build_schema())
+    if not args.output and not args.check and not resources.from_checkout("eval"):
+        sys.stdout.write(expected)
+        return 0
     if args.check:
         current = path.read_text(encoding="utf-8") if path.is_file() else None
         if current != expected:

@@ -23,7 +23,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 from plates.errors import UserError
 
@@ -236,6 +236,17 @@ def parse_assignment(text: str) -> tuple[str, Any, str]:
     return key.strip(), value, raw
 
 
+def parse_overrides(texts: Iterable[str] | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every ``--set key=value`` of a command -> ``(values, raw texts)`` by key, ready for :func:`resolve_options`
+    (the one place `--set` is parsed; train, infer, export and predict share it)."""
+    values: dict[str, Any] = {}
+    raw: dict[str, str] = {}
+    for text in texts or []:
+        key, value, raw_text = parse_assignment(text)
+        values[key], raw[key] = value, raw_text
+    return values, raw
+
+
 def resolve_options(command: str, options: Mapping[str, Any], raw: Mapping[str, str] | None = None,
                     notes: list[str] | None = None) -> dict[str, Any]:
     """Validate names and values of ``options`` for ``swift <command>``; returns them under the installed names,
@@ -268,6 +279,16 @@ def options_to_argv(options: Mapping[str, Any]) -> list[str]:
         else:
             argv.append(_scalar_text(value))
     return argv
+
+
+def parse_gpus(text: str) -> list[str]:
+    """``--gpus 0,1,2,3`` -> ``["0", "1", "2", "3"]`` (for CUDA_VISIBLE_DEVICES); train, infer and serve share it."""
+    gpus = [g.strip() for g in text.split(",") if g.strip()]
+    if not gpus or not all(re.fullmatch(r"\d+", g) for g in gpus):
+        raise UserError(f"--gpus takes comma-separated GPU indices like 0,1,2,3, not {text!r}")
+    if len(set(gpus)) != len(gpus):
+        raise UserError(f"--gpus lists a GPU twice: {text!r}")
+    return gpus
 
 
 # ---- environment, secrets, display ----------------------------------------------------------------------------
@@ -337,10 +358,11 @@ def package_versions(names: Iterable[str] = ("plates", "ms-swift", "transformers
 
 def run_streaming(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
                   on_line: Callable[[str], None] | None = None, cwd: str | os.PathLike | None = None,
-                  echo: bool = True) -> int:
+                  echo: bool = True, log: BinaryIO | None = None) -> int:
     """Run ``argv`` (never through a shell) with ``env`` added to this environment, copying its output to our
-    stdout as it comes (progress bars included) and handing each complete line to ``on_line``.
-    Returns the child's exit code; Ctrl-C is passed on to the child and reported as 130."""
+    stdout as it comes (progress bars included) when ``echo``, to the binary file ``log`` when given, and handing
+    each complete line to ``on_line``. Returns the child's exit code; Ctrl-C is passed on to the child and
+    reported as 130."""
     full_env = dict(os.environ)
     full_env.update({k: str(v) for k, v in (env or {}).items()})
     full_env.setdefault("PYTHONUNBUFFERED", "1")
@@ -357,6 +379,8 @@ def run_streaming(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
             chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:
                 break
+            if log is not None:
+                log.write(chunk)
             if echo:
                 if out is not None:
                     out.write(chunk)
@@ -383,3 +407,137 @@ def run_streaming(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---- quiet runs: plates' own progress bar, ms-swift's full output in a log file --------------------------------
+
+# One fragment of a tqdm bar ('Train:  20%|██   | 1/5 [00:00<00:02, 1.50it/s]'); swift infer's bar has no description.
+_BAR = re.compile(r"^(?P<desc>[^|]*?):?\s*(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[")
+_LOG_DICT = re.compile(r"\{'(?:loss|eval_loss|train_runtime)':.*\}")
+
+
+class SwiftProgress:
+    """Follows one of ms-swift's tqdm bars (chosen by its description: ``Train`` for sft, ``""`` for infer) and
+    its training log dicts, shown as a single plates bar: step/total, ETA and the latest loss. The losses seen are
+    kept for the closing summary."""
+
+    def __init__(self, bar: str, desc: str, unit: str = "step"):
+        self.bar, self.desc, self.unit = bar, desc, unit
+        self.losses: list[float] = []
+        self.step = 0
+        self.total: int | None = None
+        self.visible = True  # False while ms-swift's own output streams to the terminal (-v)
+        self._shown = None
+
+    def feed(self, line: str) -> None:
+        found = _LOG_DICT.search(line)
+        if found:
+            self._log_dict(found.group(0))
+        match = _BAR.match(line)
+        if match and match["desc"].strip() == self.bar:
+            self._move(int(match["n"]), int(match["total"]))
+
+    def _log_dict(self, text: str) -> None:
+        import ast
+
+        try:
+            values = ast.literal_eval(text)
+            loss = float(values["loss"]) if "loss" in values else None
+        except (ValueError, SyntaxError, TypeError, KeyError):
+            return
+        if loss is not None:
+            self.losses.append(loss)
+            if self._shown is not None:
+                self._shown.set_postfix_str(f"loss {loss:.4g}", refresh=False)
+
+    def _move(self, step: int, total: int) -> None:
+        from plates.io import progress
+
+        if total != self.total:
+            self.close()
+        self.step, self.total = step, total
+        if not self.visible:
+            return
+        if self._shown is None:
+            self._shown = progress(total=total, desc=self.desc, unit=self.unit)
+            if self.losses:
+                self._shown.set_postfix_str(f"loss {self.losses[-1]:.4g}", refresh=False)
+        if step > self._shown.n:
+            self._shown.update(step - self._shown.n)
+
+    def close(self) -> None:
+        if self._shown is not None:
+            self._shown.close()
+            self._shown = None
+
+
+@dataclasses.dataclass
+class SwiftRun:
+    """What a quiet ms-swift run left: its exit code, full log, wall time and the progress it reported."""
+
+    code: int
+    log_path: Path
+    seconds: float
+    losses: list[float]
+    steps: int
+    total: int | None
+
+
+def failure_excerpt(lines: Sequence[str], limit: int = 12) -> list[str]:
+    """The lines that explain a failed run: the innermost frame and the exception of the last traceback, else the
+    last lines that are not progress bars."""
+    meaningful = [line.rstrip() for line in lines if line.strip() and not _BAR.match(line)]
+    starts = [i for i, line in enumerate(meaningful) if line.startswith("Traceback (most recent call last)")]
+    if starts:
+        block = meaningful[starts[-1]:]
+        frames = [i for i, line in enumerate(block) if line.lstrip().startswith('File "')]
+        return block[frames[-1] if frames else 0:][-limit:]
+    return meaningful[-limit:]
+
+
+def run_swift(argv: Sequence[str], env: Mapping[str, str] | None = None, *, log_path: str | os.PathLike,
+              verbose: bool = False, progress: SwiftProgress | None = None,
+              on_line: Callable[[str], None] | None = None, cwd: str | os.PathLike | None = None,
+              who: str = "plates", log_hint: bool = True) -> SwiftRun:
+    """Run an ms-swift command the plates way: its full output goes to ``log_path`` (after a header with the
+    redacted command line) and, with ``verbose``, to the terminal as well; otherwise the terminal shows only
+    ``progress`` (one bar) and, when ms-swift fails, the exception it died of and where the log is.
+    ``who`` prefixes plates' own lines ('plates train'); ``log_hint=False`` leaves naming the log after a failure
+    to the caller (train moves it into the run folder first)."""
+    import collections
+    import time
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: collections.deque[str] = collections.deque(maxlen=400)
+    tracker = progress or SwiftProgress(bar="\0", desc="")
+    tracker.visible = not verbose
+
+    def line(text: str) -> None:
+        tail.append(text)
+        tracker.feed(text)
+        if on_line is not None:
+            on_line(text)
+
+    if not verbose:
+        print(f"{who}: running ms-swift quietly; full output in {log_path} (-v shows it here)", file=sys.stderr,
+              flush=True)
+    started = time.monotonic()
+    with open(log_path, "ab") as log:
+        header = format_command(redact_argv(list(argv)), redact_env(dict(env or {})), multiline=False)
+        log.write(f"$ {header}\n".encode("utf-8"))
+        log.flush()
+        try:
+            code = run_streaming(argv, env, on_line=line, cwd=cwd, echo=verbose, log=log)
+        finally:
+            tracker.close()
+    seconds = time.monotonic() - started
+    if code != 0 and not verbose:
+        excerpt = failure_excerpt(tail)
+        print(f"{who}: ms-swift failed (exit {code}); the end of its output:", file=sys.stderr)
+        for text in excerpt:
+            print(f"  | {text[:400]}", file=sys.stderr)
+        if log_hint:
+            print(f"{who}: full log: {log_path}", file=sys.stderr)
+    return SwiftRun(code=code, log_path=log_path, seconds=seconds, losses=list(tracker.losses),
+                    steps=tracker.step, total=tracker.total)

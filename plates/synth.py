@@ -169,6 +169,36 @@ def random_labels(rng: random.Random, *, plates: int | None = None, faults: floa
     return labels
 
 
+# The demo's label mix: each visual attribute the demo scores is drawn uniformly from well-separated values, so
+# a model can only beat "always answer the commonest value" by looking at the image.
+BALANCED_BODY_COLOURS = ("白色", "黑色", "灰色", "红色", "蓝色", "黄色")
+BALANCED_ORIENTATIONS = ("正面", "背面", "侧面")
+BALANCED_PLATE_COLOURS = ("蓝色", "黄色", "绿色")
+
+
+def balanced_labels(rng: random.Random) -> dict[str, Any]:
+    """Canonical labels of one vehicle with one plate, its body colour, orientation and plate colour each
+    uniform over the ``BALANCED_*`` values; type, brand and plate number keep the real couplings (a yellow plate
+    is on a truck or bus, a green one on a new-energy car)."""
+    plate_colour = rng.choice(BALANCED_PLATE_COLOURS)
+    orientation = rng.choice(BALANCED_ORIENTATIONS)
+    colour = rng.choice(BALANCED_BODY_COLOURS)
+    for _ in range(100):
+        if plate_colour == "黄色":
+            vehicle_type = rng.choice(("中型货车", "重型货车") + _BUSES)
+            brand = rng.choice(_TYPES[vehicle_type][1])
+        elif plate_colour == "绿色":
+            vehicle_type, brand = rng.choice(("小轿车", "SUV")), rng.choice(_NEV_BRANDS)
+        else:
+            vehicle_type = rng.choice(("小轿车", "SUV", "MPV", "面包车"))
+            brand = rng.choice([b for b in _TYPES[vehicle_type][1] if b not in _NEV_BRANDS])
+        plate = _mainland_plate(rng, vehicle_type, orientation, brand)
+        if plate["车牌颜色"] == plate_colour:
+            break
+    vehicle = dict(zip(VEHICLE_FIELDS, (brand, vehicle_type, colour, orientation)))
+    return {VEHICLE_GROUP: vehicle, PLATE_GROUP: [plate]}
+
+
 def _add_fault(rng: random.Random, labels: dict[str, Any]) -> None:
     plates = [p for p in labels[PLATE_GROUP] if p["车牌国家"] == "中国" and p["车牌省份"] != "香港特别行政区"]
     kind = rng.choice(("province", "letter", "brand") if plates else ("brand",))
@@ -218,8 +248,9 @@ def _glyph_text(number: str) -> str:
 
 
 def draw_vehicle(labels: dict[str, Any], width: int = 160, height: int = 120, rng: random.Random | None = None):
-    """A BGR image of the labelled vehicle: body in the vehicle colour, plates in their colours with the
-    number written (CJK characters as a placeholder glyph)."""
+    """A BGR image of the labelled vehicle: body in the vehicle colour, seen from the labelled side (front: white
+    headlights and a grille; rear: red tail lights and a rear window; side: a long low body with a cabin and two
+    wheels), plates in their colours with the number written (CJK characters as a placeholder glyph)."""
     import cv2
     import numpy as np
 
@@ -231,26 +262,54 @@ def draw_vehicle(labels: dict[str, Any], width: int = 160, height: int = 120, rn
     image[: height // 2] = (sky + 20, sky, sky - 30)
     image[height // 2:] = (rng.randint(60, 90),) * 3
     body = BODY_BGR.get(vehicle.get("车辆颜色", UNKNOWN), BODY_BGR[UNKNOWN])
+    orientation = vehicle.get("车辆朝向")
     big = vehicle.get("车辆类型") in _TRUCKS + _BUSES
-    margin = int(width * (0.06 if big else 0.14)) + rng.randint(-3, 3)
-    top = int(height * (0.08 if big else 0.25)) + rng.randint(-3, 3)
+    margin = int(width * (0.06 if big else 0.12)) + rng.randint(-3, 3)
+    top = int(height * (0.08 if big else 0.2)) + rng.randint(-3, 3)
     bottom = int(height * 0.85)
-    cv2.rectangle(image, (margin, top), (width - margin, bottom), body, -1)
-    cv2.rectangle(image, (margin, top), (width - margin, bottom), (20, 20, 20), 1)
-    glass_bottom = top + (bottom - top) // 3
-    cv2.rectangle(image, (margin + 6, top + 4), (width - margin - 6, glass_bottom), (90, 70, 60), -1)
+    left, right = margin, width - margin
     wheel = max(4, height // 12)
-    for x in (margin + 2 * wheel, width - margin - 2 * wheel):
-        cv2.circle(image, (x, bottom), wheel, (15, 15, 15), -1)
+    if orientation == "侧面":
+        # Side view: a cabin on a long, low body, two large wheels in profile, side windows.
+        low = top + (bottom - top) * 2 // 5
+        cv2.rectangle(image, (left, low), (right, bottom), body, -1)
+        cabin_l, cabin_r = left + (right - left) // 5, right - (right - left) // 5
+        cv2.rectangle(image, (cabin_l, top), (cabin_r, low), body, -1)
+        mid = (cabin_l + cabin_r) // 2
+        for x0, x1 in ((cabin_l + 4, mid - 2), (mid + 2, cabin_r - 4)):
+            cv2.rectangle(image, (x0, top + 4), (x1, low - 2), (90, 70, 60), -1)
+        cv2.rectangle(image, (left, low), (right, bottom), (20, 20, 20), 1)
+        for x in (left + (right - left) // 6, right - (right - left) // 6):
+            cv2.circle(image, (x, bottom), 2 * wheel, (15, 15, 15), -1)
+            cv2.circle(image, (x, bottom), wheel, (170, 170, 170), -1)
+    else:
+        cv2.rectangle(image, (left, top), (right, bottom), body, -1)
+        cv2.rectangle(image, (left, top), (right, bottom), (20, 20, 20), 1)
+        glass_bottom = top + (bottom - top) // 3
+        for x in (left + 2 * wheel, right - 2 * wheel):
+            cv2.circle(image, (x, bottom), wheel, (15, 15, 15), -1)
+        lamp_w, lamp_h = max(6, (right - left) // 6), max(4, (bottom - top) // 7)
+        lamp_y = glass_bottom + max(3, (bottom - top) // 10)
+        if orientation == "背面":
+            # Rear: a smaller rear window, red tail lights at the outer edges.
+            cv2.rectangle(image, (left + 12, top + 8), (right - 12, glass_bottom - 2), (90, 70, 60), -1)
+            lamp, lamp_w = (20, 20, 230), lamp_w + 4
+        else:
+            # Front: a full-width windscreen, white headlights, a dark grille between them.
+            cv2.rectangle(image, (left + 4, top + 3), (right - 4, glass_bottom), (90, 70, 60), -1)
+            lamp = (235, 255, 255)
+            cv2.rectangle(image, (left + lamp_w + 8, lamp_y), (right - lamp_w - 8, lamp_y + lamp_h), (30, 30, 30), -1)
+        for x0 in (left + 3, right - 3 - lamp_w):
+            cv2.rectangle(image, (x0, lamp_y), (x0 + lamp_w, lamp_y + lamp_h), lamp, -1)
     if not plates:
         return image
-    slot = (width - 2 * margin) // len(plates)
+    slot = (right - left) // len(plates)
     for index, plate in enumerate(plates):
         double = plate.get("车牌层数") == "双层车牌"
-        plate_w = min(int(slot * 0.85), max(40, width // 3))
+        plate_w = min(int(slot * 0.85), max(40, int(width * 0.45)))
         plate_h = max(10, int(plate_w * (0.5 if double else 0.3)))
-        x0 = margin + index * slot + (slot - plate_w) // 2
-        y0 = bottom - plate_h - wheel - 2
+        x0 = left + index * slot + (slot - plate_w) // 2
+        y0 = bottom - plate_h - 3
         colour_name = plate.get("车牌颜色", UNKNOWN)
         cv2.rectangle(image, (x0, y0), (x0 + plate_w, y0 + plate_h), PLATE_BGR.get(colour_name, PLATE_BGR[UNKNOWN]), -1)
         if colour_name == "黄绿色":
@@ -262,11 +321,12 @@ def draw_vehicle(labels: dict[str, Any], width: int = 160, height: int = 120, rn
         for row, line in enumerate(lines):
             if not line:
                 continue
-            (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)
+            (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
             scale = min((plate_w - 4) / max(tw, 1), (line_h - 3) / max(th, 1))
-            (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+            (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
             origin = (x0 + (plate_w - tw) // 2, int(y0 + line_h * row + (line_h + th) / 2))
-            cv2.putText(image, line, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 1, cv2.LINE_AA)
+            cv2.putText(image, line, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 2 if scale > 0.6 else 1,
+                        cv2.LINE_AA)
     return image
 
 
@@ -288,16 +348,17 @@ class DumpEntry(NamedTuple):
     ids: list[str]
 
 
-def dump_entries(n: int, *, seed: int = 0) -> Iterator[DumpEntry]:
+def dump_entries(n: int, *, seed: int = 0, balanced: bool = False) -> Iterator[DumpEntry]:
     """The labelled images :func:`make_dump` writes for a seed, without drawing anything: vehicles seen in one
-    to three frames sharing a ``carNNNN`` id, a few nested folders, some full-width colons, mixed-case extensions."""
+    to three frames sharing a ``carNNNN`` id, a few nested folders, some full-width colons, mixed-case extensions.
+    ``balanced`` draws the labels with :func:`balanced_labels` instead of the realistic mix."""
     rng = random.Random(seed)
     frame = 10000 * (seed % 1000)
     labels: dict[str, Any] = {}
     car = frames_left = 0
     for _ in range(n):
         if frames_left == 0:
-            labels = random_labels(rng)
+            labels = balanced_labels(rng) if balanced else random_labels(rng)
             car = rng.randint(1000, 99999)
             frames_left = _weighted(rng, ((1, 0.5), (2, 0.3), (3, 0.2)))
         frames_left -= 1
@@ -310,7 +371,7 @@ def dump_entries(n: int, *, seed: int = 0) -> Iterator[DumpEntry]:
 
 
 def make_dump(root: str | Path, n: int, *, seed: int = 0, broken: int = 0, corrupt: int = 0,
-              width: int = 160, height: int = 120) -> list[Path]:
+              width: int = 160, height: int = 120, balanced: bool = False) -> list[Path]:
     """Write a labelled dump under ``root``: the ``n`` images of :func:`dump_entries` drawn as JPEGs of about
     ``width`` x ``height``, plus ``broken`` files whose names cannot be parsed (or are not images) and ``corrupt``
     files with a valid name but garbage bytes. Deterministic for a seed; returns every path written."""
@@ -325,7 +386,7 @@ def make_dump(root: str | Path, n: int, *, seed: int = 0, broken: int = 0, corru
     # Creating files dominates on slow file systems: threads overlap it while this thread draws.
     with ThreadPoolExecutor(max_workers=4) as writer:
         pending = []
-        for entry in dump_entries(n, seed=seed):
+        for entry in dump_entries(n, seed=seed, balanced=balanced):
             w = width + rng.randint(-width // 8, width // 8)
             h = height + rng.randint(-height // 8, height // 8)
             ok, data = cv2.imencode(".jpg", draw_vehicle(entry.labels, w, h, rng), encode)

@@ -38,12 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from plates.contracts import TeacherLine
 from plates.errors import UserError
-from plates.io import dump_json_line, iter_jsonl, progress, write_json
+from plates.io import (
+    check_input_file, dump_json_line, guard_outputs, iter_jsonl, progress, same_file, write_json,
+)
 from plates.records import load_records, resolve_image
+from plates import teacher
 from plates.teacher import (
-    DEFAULT_MAX_PIXELS, MODES, OpenAIBackend, Prompts, TeacherError, TemplateBackend, build_request, digest,
-    load_prompts,
+    DEFAULT_MAX_PIXELS, MODES, Prompts, TeacherBackend, TeacherError, build_request, digest, load_prompts,
 )
 
 FUSE_SOURCES = ("describe", "caption")
@@ -90,31 +93,44 @@ class OutputLog:
             _fsync_dir(self.path.parent)
 
     def recover(self, index_sources: bool = False) -> Recovered:
-        """Read the keys already written; cut a torn or unparsable last line (a crash mid-write). A bad line
-        anywhere else is not ours to repair and is a user error."""
+        """Read the keys already written and repair only what a crash of ours can leave: a last line cut off
+        mid-write (no newline, not JSON, the start of a teacher line) is cut; a complete, valid last line that
+        merely lacks its newline is kept and the newline added. Anything else (a damaged line elsewhere, a
+        line that is not a teacher line, a file that is not teacher output at all) is not ours to repair and
+        is a user error, with the file left untouched."""
         import json
 
         result = Recovered()
         cut_at: int | None = None
-        bad_line: int | None = None
+        bad_line = 0
+        newline_missing = False
+        not_ours = "is not a `plates teach` output"
         with open(self.path, "rb") as handle:
             offset = 0
             for number, raw in enumerate(handle, 1):
                 start, offset = offset, offset + len(raw)
-                if bad_line is not None:
+                if raw.strip() == b"" and raw.endswith(b"\n"):
+                    continue
+                if cut_at is not None:
                     raise UserError(f"{self.path}: line {bad_line} is damaged (not JSON) but is not the last line; "
-                                    "remove it and re-run")
+                                    "fix or remove it and re-run")
                 try:
-                    if not raw.endswith(b"\n"):
-                        raise ValueError("no newline")
                     line = json.loads(raw)
                 except ValueError:
-                    if raw.strip() == b"" and raw.endswith(b"\n"):
-                        continue
+                    line = None
+                complete = raw.endswith(b"\n")
+                if line is None:
+                    if not _torn(raw):
+                        if result.lines == 0:
+                            raise UserError(f"{self.path}: {not_ours} (line {number} is not a teacher line); "
+                                            "choose another -o")
+                        raise UserError(f"{self.path}: line {number} is damaged (not JSON) and is not a line cut off "
+                                        "by a crash; fix or remove it and re-run")
                     cut_at, bad_line = start, number
                     continue
                 if not isinstance(line, dict) or not isinstance(line.get("key"), str):
-                    raise UserError(f"{self.path}: line {number} has no 'key' (is this a `plates teach` output?)")
+                    raise UserError(f"{self.path}: line {number} has no 'key' ({not_ours}; choose another -o)")
+                newline_missing = not complete
                 result.lines += 1
                 if line["key"] in result.keys:
                     result.duplicates += 1
@@ -126,6 +142,9 @@ class OutputLog:
             os.ftruncate(self.fd, cut_at)
             os.fsync(self.fd)
             result.torn_bytes = size - cut_at
+        elif newline_missing:
+            os.write(self.fd, b"\n")
+            os.fsync(self.fd)
         return result
 
     def append(self, line: dict[str, Any]) -> None:
@@ -138,6 +157,18 @@ class OutputLog:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+_LINE_START = b'{"key":"'
+
+
+def _torn(raw: bytes) -> bool:
+    """Whether an unparsable ``raw`` line is what a crash during :meth:`OutputLog.append` leaves: the start of
+    one of our lines without its newline, or the zero bytes a power cut leaves where a line was going."""
+    body = raw.rstrip(b"\0")
+    if not body.strip(b"\0\n"):
+        return True
+    return not body.endswith(b"\n") and (body.startswith(_LINE_START) or _LINE_START.startswith(body))
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -235,7 +266,7 @@ class Summary:
             lines.append("  flagged by reason: " + ", ".join(f"{r} {n}" for r, n in self.flagged_reasons.most_common()))
         if self.retries:
             lines.append("  retries: " + ", ".join(f"{r} {n}" for r, n in self.retries.most_common()))
-        if self.backend != "template":
+        if getattr(teacher.BACKENDS.get(self.backend), "counts_tokens", True):
             total = self.prompt_tokens + self.completion_tokens
             lines.append(f"  tokens     {self.prompt_tokens} prompt + {self.completion_tokens} completion = {total}")
         if self.torn_bytes:
@@ -315,14 +346,10 @@ class _Job:
         if self.mode == "reason":  # one paragraph: `plates build` separates reasoning from the answer by a blank line
             text = re.sub(r"\n\s*\n+", "\n", text)
         verdict = self.gate.check(text, labels)
-        line = {
-            "key": key, "image": image, "mode": self.mode, "question": question, "text": text,
-            "verdict": verdict.verdict, "reasons": verdict.reasons, "backend": self.backend.name,
-            "model": self.backend.model, "prompt_version": self.prompts.version, "usage": completion.usage,
-            "image_sha256": sha,
-        }
-        if inputs:
-            line["inputs"] = inputs
+        line = TeacherLine(key=key, image=image, mode=self.mode, question=question, text=text,
+                           verdict=verdict.verdict, reasons=verdict.reasons, backend=self.backend.name,
+                           model=self.backend.model, prompt_version=self.prompts.version, usage=completion.usage,
+                           image_sha256=sha, inputs=inputs or None).to_json()
         return _Outcome("done", image, key=key, line=line, usage=completion.usage, retried=completion.retried)
 
 
@@ -414,10 +441,7 @@ def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:  # pragma: no cover
-        return False
+    return same_file(a, b)
 
 
 def _run_pool(job: _Job, records: list[dict[str, Any]], concurrency: int, stop: threading.Event):
@@ -461,23 +485,9 @@ def _run_pool(job: _Job, records: list[dict[str, Any]], concurrency: int, stop: 
 
 # --- command line -------------------------------------------------------------------------------------------
 
-def make_backend(args: argparse.Namespace, prompts: Prompts):
-    if args.backend == "template":
-        if args.base_url or args.model:
-            raise UserError("--base-url and --model are for --backend openai; the template backend needs neither")
-        return TemplateBackend(prompts)
-    if not args.base_url:
-        raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1 for `swift deploy`)")
-    if not args.model:
-        raise UserError("--backend openai needs --model (the served model name, or 'auto' to ask the server)")
-    api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
-    if not api_key:
-        print(f"plates teach: note: ${args.api_key_env} is not set; sending no key (fine for local servers "
-              "such as `swift deploy`)", file=sys.stderr)
-        api_key = "EMPTY"
-    return OpenAIBackend(args.base_url, args.model, api_key, timeout=args.timeout, retries=args.retries,
-                         max_pixels=args.max_pixels, rpm=args.rpm, max_tokens=args.max_tokens,
-                         temperature=args.temperature)
+def make_backend(args: argparse.Namespace, prompts: Prompts) -> TeacherBackend:
+    """The teacher ``--backend`` names (see :data:`plates.teacher.BACKENDS`)."""
+    return teacher.make_backend(args, prompts)
 
 
 def _positive_int(text: str) -> int:
@@ -501,9 +511,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, required=True,
                         help="describe (labels in the prompt), caption (a pooled question, no labels), "
                              "fuse (merge describe + caption, text only), reason (justify the labelled answer)")
-    parser.add_argument("--backend", choices=("template", "openai"), default="template",
-                        help="template: offline label-only texts, marked as such (default); "
-                             "openai: any OpenAI-compatible chat-completions server")
+    parser.add_argument("--backend", choices=sorted(teacher.BACKENDS), default="template",
+                        help="; ".join(f"{name}: {cls.help}" for name, cls in sorted(teacher.BACKENDS.items())))
     parser.add_argument("--model", help="openai: the served model name, or 'auto' to take the server's first model")
     parser.add_argument("--base-url", action="append", default=[], metavar="URL",
                         help="openai: endpoint such as http://127.0.0.1:8000/v1; repeat to spread load over replicas")
@@ -522,7 +531,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
     parser.add_argument("--prompts", type=Path, metavar="DIR",
                         help="prompts folder with prompts.yaml and template.yaml "
-                             "(default: the repository's prompts/v1)")
+                             "(default: the shipped prompts/v1)")
     parser.add_argument("--inputs", type=Path, action="append", metavar="FILE",
                         help="fuse: teacher outputs holding the describe and caption lines "
                              "(default: OUT itself); repeatable")
@@ -545,11 +554,11 @@ def run(args: argparse.Namespace) -> int:
           --base-url https://api.openai.com/v1 --model gpt-4o --rpm 500
       plates teach records.jsonl -o teacher.jsonl --mode fuse      # after describe and caption
     """
-    if not args.records.is_file():
-        raise UserError(f"{args.records}: no such file")
+    check_input_file(args.records, "RECORDS")
     for path in args.inputs or []:
-        if not path.is_file():
-            raise UserError(f"--inputs {path}: no such file")
+        check_input_file(path, "--inputs")
+    inputs = [("RECORDS", args.records), *(("--inputs", p) for p in args.inputs or [] if not same_file(p, args.out))]
+    guard_outputs(inputs, {"-o": args.out, "--summary": args.summary}, command="teach")
     if args.inputs and args.mode != "fuse":
         raise UserError("--inputs is only used with --mode fuse")
     prompts = load_prompts(args.prompts)

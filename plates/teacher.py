@@ -9,8 +9,11 @@
   rejects ``file://`` paths with ':'), shrunk to a pixel budget first. Several base URLs are used round-robin.
   Retries are ours, not the client's: exponential backoff with jitter on 429, 5xx, timeouts and dropped
   connections, honouring ``Retry-After``; a shared limiter keeps requests under ``--rpm``.
-* :class:`TemplateBackend` — deterministic, offline, label-only texts (backend ``template``, model
-  ``template-v1``): the demo and tests run without any model, and the output says so.
+* :class:`TemplateBackend` (in :mod:`plates.template_teacher`) — deterministic, offline, label-only texts (backend
+  ``template``, model ``template-v1``): the demo and tests run without any model, and the output says so.
+
+Backends subclass :class:`TeacherBackend` and register by name (:func:`register_backend`); ``plates teach
+--backend`` offers what :data:`BACKENDS` holds (CONTRIBUTING.md, "Add a teacher backend").
 """
 
 from __future__ import annotations
@@ -32,10 +35,9 @@ from typing import Any, Callable
 import yaml
 
 from plates.errors import UserError
-from plates.io import repo_root
+from plates import resources
 from plates.labels import (
-    PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, abbreviation_for_province,
-    answer_from_labels,
+    PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels,
 )
 
 MODES = ("describe", "caption", "fuse", "reason")
@@ -45,7 +47,7 @@ RETRY_AFTER_CAP = 600.0  # seconds: a longer Retry-After is honoured only up to 
 
 
 def default_prompts_dir() -> Path:
-    return repo_root() / "prompts" / "v1"
+    return resources.prompts_dir("v1")
 
 
 def digest(obj: Any, length: int = 16) -> str:
@@ -276,10 +278,84 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random, ret
 
 # --- backends -----------------------------------------------------------------------------------------------
 
-class OpenAIBackend:
+class TeacherBackend:
+    """What `plates teach` needs from a teacher: a ``name`` (the ``--backend`` value, registered with
+    :func:`register_backend`), a one-line ``help``, ``from_args`` to build one from the command line, the
+    ``model`` it answers as, and ``complete``, which writes the text for one :class:`Request` (raising
+    :class:`TeacherError` for a request that failed for good). ``complete`` is called from several threads."""
+
+    name: str = ""
+    help: str = ""
+    model: str = ""
+    counts_tokens = True  # the summary reports token usage
+
+    @classmethod
+    def from_args(cls, args: Any, prompts: Prompts) -> TeacherBackend:
+        """Build the backend from `plates teach`'s parsed arguments; a missing or stray flag is a UserError."""
+        raise NotImplementedError
+
+    @property
+    def fingerprint(self) -> str:
+        """Part of every output's resume key: change it when the same request would get a different text."""
+        return self.model
+
+    def resolve_model(self) -> str:
+        """The model name recorded in each output line (called once before the first request)."""
+        return self.model
+
+    def complete(self, request: Request) -> Completion:
+        raise NotImplementedError
+
+
+BACKENDS: dict[str, type[TeacherBackend]] = {}
+
+
+def register_backend(cls: type[TeacherBackend]) -> type[TeacherBackend]:
+    """Class decorator: make a backend available as ``plates teach --backend NAME``."""
+    if not cls.name or cls.name in BACKENDS:
+        raise ValueError(f"a teacher backend needs a unique name, not {cls.name!r}")
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+def make_backend(args: Any, prompts: Prompts) -> TeacherBackend:
+    """The backend ``args.backend`` names, built from the command line."""
+    if args.backend not in BACKENDS:
+        raise UserError(f"unknown teacher backend {args.backend!r}; choose from {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[args.backend].from_args(args, prompts)
+
+
+def _refuse_flags(args: Any, backend: str, flags: dict[str, str]) -> None:
+    """A backend that ignores a flag says so instead of silently dropping it."""
+    given = [flag for attribute, flag in flags.items() if getattr(args, attribute, None)]
+    if given:
+        raise UserError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} not used by --backend {backend}")
+
+
+@register_backend
+class OpenAIBackend(TeacherBackend):
     """Chat completions against one or more OpenAI-compatible servers."""
 
     name = "openai"
+    help = "any OpenAI-compatible chat-completions server (GPT-4o, DashScope, vLLM, `swift deploy`)"
+
+    @classmethod
+    def from_args(cls, args: Any, prompts: Prompts) -> OpenAIBackend:
+        import os
+        import sys
+
+        if not args.base_url:
+            raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1 for `swift deploy`)")
+        if not args.model:
+            raise UserError("--backend openai needs --model (the served model name, or 'auto' to ask the server)")
+        api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
+        if not api_key:
+            print(f"plates teach: note: ${args.api_key_env} is not set; sending no key (fine for local servers "
+                  "such as `swift deploy`)", file=sys.stderr)
+            api_key = "EMPTY"
+        return cls(args.base_url, args.model, api_key, timeout=args.timeout, retries=args.retries,
+                   max_pixels=args.max_pixels, rpm=args.rpm, max_tokens=args.max_tokens,
+                   temperature=args.temperature)
 
     def __init__(self, base_urls: list[str], model: str, api_key: str, *, timeout: float = 120.0, retries: int = 5,
                  max_pixels: int = DEFAULT_MAX_PIXELS, rpm: float = 0.0, max_tokens: int = 1024,
@@ -412,130 +488,11 @@ def _completion(response: Any, attempts: int, retried: dict[str, int]) -> Comple
     return Completion(text=text, usage=tokens, attempts=attempts, retried=retried)
 
 
-class TemplateBackend:
-    """Label-only, deterministic texts from the phrase pools in ``template.yaml``; never looks at the image."""
+# The default backend lives in its own module (plates.template_teacher), which registers itself on import.
+from plates import template_teacher as _template_teacher  # noqa: E402
 
-    name = "template"
 
-    def __init__(self, prompts: Prompts):
-        self.pools = prompts.template
-        self.model = str(self.pools["model"])
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.model}:{digest(self.pools)}"
-
-    def resolve_model(self) -> str:
-        return self.model
-
-    def complete(self, request: Request) -> Completion:
-        rng = random.Random(request.key)
-        writer = getattr(self, f"_{request.mode}")
-        text = re.sub(r"\s+\n|\n\s+", "\n", writer(request, rng)).strip()
-        return Completion(text=text)
-
-    def _pick(self, rng: random.Random, *path: str) -> str:
-        node: Any = self.pools
-        for name in path:
-            node = node[name]
-        return rng.choice(node) if isinstance(node, list) else str(node)
-
-    def _vehicle_values(self, labels: dict[str, Any], rng: random.Random) -> dict[str, str]:
-        vehicle = labels.get(VEHICLE_GROUP) or {}
-        colour = vehicle.get("车辆颜色", UNKNOWN)
-        brand = vehicle.get("车辆品牌", UNKNOWN)
-        kind = vehicle.get("车辆类型", UNKNOWN)
-        orientation = vehicle.get("车辆朝向", UNKNOWN)
-        pool = self.pools["orientation"]
-        return {
-            "colour": colour if colour != UNKNOWN else "颜色难辨",
-            "colour_adj": f"{colour}的" if colour != UNKNOWN else "",
-            "brand": brand if brand != UNKNOWN else "",
-            "type": kind if kind != UNKNOWN else "车辆",
-            "orientation": rng.choice(pool.get(orientation) or pool[UNKNOWN]),
-        }
-
-    def _plate_sentence(self, plate: dict[str, str], prefix: str, rng: random.Random) -> str:
-        clauses = self.pools["plate_clauses"]
-        number = plate.get(PLATE_NUMBER, UNKNOWN)
-        country, province = plate.get("车牌国家", UNKNOWN), plate.get("车牌省份", UNKNOWN)
-        colour, layers, usage = plate.get("车牌颜色", UNKNOWN), plate.get("车牌层数", UNKNOWN), plate.get("车牌用途", UNKNOWN)
-        origin = "".join(v for v in (country, province) if v != UNKNOWN)
-        values = {"number": number, "origin": origin, "plate_colour": colour, "layers": layers, "usage": usage}
-        parts = [rng.choice(clauses["number"] if number != UNKNOWN else clauses["number_unknown"])]
-        if origin:
-            parts.append(rng.choice(clauses["origin"]))
-        if colour != UNKNOWN and layers != UNKNOWN:
-            parts.append(rng.choice(clauses["look"]))
-        elif colour != UNKNOWN:
-            parts.append(rng.choice(clauses["look_colour_only"]))
-        elif layers != UNKNOWN:
-            parts.append(rng.choice(clauses["look_layers_only"]))
-        if usage != UNKNOWN:
-            parts.append(rng.choice(clauses["usage"]))
-        return prefix + render(",".join(parts), values) + "。"
-
-    def _plates_text(self, labels: dict[str, Any], rng: random.Random) -> str:
-        plates = labels.get(PLATE_GROUP) or []
-        if not plates:
-            return self._pick(rng, "no_plate")
-        if len(plates) == 1:
-            return self._plate_sentence(plates[0], self._pick(rng, "plate_prefix_one"), rng)
-        return "".join(self._plate_sentence(p, render(self._pick(rng, "plate_prefix_many"), {"index": i}) + ",", rng)
-                       for i, p in enumerate(plates, 1))
-
-    def _describe(self, request: Request, rng: random.Random) -> str:
-        values = self._vehicle_values(request.labels, rng)
-        text = render(self._pick(rng, "vehicle"), values) + self._plates_text(request.labels, rng)
-        return text + self._pick(rng, "closing")
-
-    def _caption(self, request: Request, rng: random.Random) -> str:
-        values = self._vehicle_values(request.labels, rng)
-        return render(self._pick(rng, "caption"), values) + self._plates_text(request.labels, rng)
-
-    def _fuse(self, request: Request, rng: random.Random) -> str:
-        from plates.gate import OK, check
-
-        from plates.labels import plate_key
-
-        describe = request.inputs.get("describe", "").strip()
-        vehicle = request.labels.get(VEHICLE_GROUP) or {}
-        known = [plate_key(p.get(PLATE_NUMBER, UNKNOWN)) for p in request.labels.get(PLATE_GROUP) or []]
-        known += [vehicle.get(f, UNKNOWN) for f in ("车辆品牌", "车辆类型")]
-        known = [k for k in known if k and k != UNKNOWN]
-
-        def adds_detail(sentence: str) -> bool:
-            """A caption sentence worth keeping: says nothing the description already covers, contradicts nothing."""
-            squeezed = plate_key(sentence)
-            return (not any(k in squeezed or k in sentence for k in known) and sentence.strip() not in describe
-                    and check(sentence, {VEHICLE_GROUP: vehicle, PLATE_GROUP: []}).verdict == OK)
-
-        sentences = re.findall(r"[^。!?!?\n]+[。!?!?]?", request.inputs.get("caption", ""))
-        return describe + "".join(s.strip() for s in sentences if s.strip() and adds_detail(s))
-
-    def _reason(self, request: Request, rng: random.Random) -> str:
-        pools = self.pools["reason"]
-        vehicle_values = self._vehicle_values(request.labels, rng)
-        vehicle = request.labels.get(VEHICLE_GROUP) or {}
-        parts = []
-        for plate in request.labels.get(PLATE_GROUP) or []:
-            number, province = plate.get(PLATE_NUMBER, UNKNOWN), plate.get("车牌省份", UNKNOWN)
-            abbr = abbreviation_for_province(province) if province != UNKNOWN else None
-            origin = "".join(v for v in (plate.get("车牌国家", UNKNOWN), province) if v != UNKNOWN)
-            values = {"number": number, "abbr": abbr, "province": province, "origin": origin or "未知地区",
-                      "plate_colour": plate.get("车牌颜色", UNKNOWN), "layers": plate.get("车牌层数", UNKNOWN),
-                      "usage": plate.get("车牌用途", UNKNOWN)}
-            if number != UNKNOWN and abbr and number.startswith(abbr):
-                parts.append(render(rng.choice(pools["plate"]), values))
-            elif number != UNKNOWN:
-                parts.append(render(rng.choice(pools["plate_foreign"]), values))
-            if UNKNOWN not in (values["plate_colour"], values["layers"], values["usage"]):
-                parts.append(render(rng.choice(pools["look"]), values))
-        if vehicle.get("车辆品牌", UNKNOWN) != UNKNOWN:
-            parts.append(render(rng.choice(pools["brand"]), vehicle_values))
-        if UNKNOWN not in (vehicle.get("车辆颜色", UNKNOWN), vehicle.get("车辆类型", UNKNOWN)):
-            parts.append(render(rng.choice(pools["vehicle"]), vehicle_values))
-        side = rng.choice(pools["orientation"].get(vehicle.get("车辆朝向", UNKNOWN)) or [""])
-        if side:
-            parts.append(side)
-        return ";".join(parts) + "。" if parts else "图中信息有限,依据标注作答。"
+def __getattr__(name: str) -> Any:
+    if name == "TemplateBackend":  # its old home; imported lazily so either module may be imported first
+        return _template_teacher.TemplateBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,9 @@
 """A tiny random-weight Qwen2.5-VL built locally, so tests and the demo run real ms-swift without a download.
 
 The architecture is the real one (``Qwen2_5_VLForConditionalGeneration``) shrunk to 2 decoder layers of width 32
-and a 2-block vision tower, so ``swift sft`` / ``swift infer`` / ``swift deploy`` exercise their real code paths
-on CPU in seconds. What ms-swift hard-codes has to match the real checkpoint exactly:
+and a 2-block vision tower (``--size test``, the default), so ``swift sft`` / ``swift infer`` / ``swift deploy``
+exercise their real code paths on CPU in seconds; ``--size demo`` is 64 wide, the smallest the demo's full
+fine-tune teaches the answer format and the drawn attributes within minutes. What ms-swift hard-codes has to match the real checkpoint exactly:
 
 * the special tokens sit at the real Qwen ids (``<|endoftext|>`` = 151643 … ``<|image_pad|>`` = 151655,
   ``<|video_pad|>`` = 151656) and the embedding has the real 151936 rows, because ms-swift's Qwen template
@@ -12,8 +13,8 @@ on CPU in seconds. What ms-swift hard-codes has to match the real checkpoint exa
   Its merges are learnt from the label vocabularies plus a small built-in corpus, so answers stay short;
   the ids between the learnt merges and 151643 are unreachable placeholders.
 
-The weights are random: the model reads nothing. It exists to prove the plumbing, and that training moves the
-loss.
+The weights are random: untrained, the model reads nothing. It exists to prove the plumbing, that training moves
+the loss, and (in the demo) that what the drawings show reaches the answers after training.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import tempfile
 from pathlib import Path
 
 from plates.errors import UserError
-from plates.io import repo_root
+from plates import resources
+from plates.io import check_output_dir
 
 VOCAB_SIZE = 151936
 FIRST_SPECIAL_ID = 151643
@@ -45,7 +47,14 @@ BPE_MERGE_VOCAB = 4000
 # Scale of the (tied) token embeddings. With the usual 0.02 a width-32 model cannot express a confident next-token
 # prediction through the frozen head (max logit < 1), so LoRA could never move the loss; 0.5 lets it.
 EMBED_STD = 0.5
+# Named sizes for `plates tiny-model --size`. The demo's model is trained from scratch by a full fine-tune, where
+# the usual small initial embeddings start it at the loss of a uniform guess instead of far above it.
+SIZES = {"test": {"width": 32, "layers": 2, "embed_std": 0.5},
+         "demo": {"width": 64, "layers": 2, "embed_std": 0.05}}
 MIN_PIXELS = 56 * 56
+# The tests' size; the demo asks for a wider one (`plates tiny-model DIR --size demo`).
+DEFAULT_WIDTH = 32
+DEFAULT_LAYERS = 2
 MAX_PIXELS = 256 * 28 * 28
 
 # The official Qwen2.5-VL chat template (used by `transformers` users; ms-swift brings its own template).
@@ -82,7 +91,7 @@ The quick brown fox jumps over the lazy dog. A white sedan with a blue plate dri
 def _training_corpus() -> list[str]:
     """Label vocabularies (so field names and values merge into few tokens) plus the built-in sample."""
     lines = _BUILTIN_CORPUS.splitlines()
-    labels = repo_root() / "labels"
+    labels = resources.asset_dir("labels")  # the shipped vocabularies: the same tokenizer everywhere
     if labels.is_dir():
         for path in sorted(labels.glob("*.yaml")):
             lines.extend(path.read_text(encoding="utf-8").splitlines())
@@ -147,19 +156,26 @@ def build_processor(tokenizer):
                                video_processor=video_processor, chat_template=CHAT_TEMPLATE)
 
 
-def build_config():
+def build_config(width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS):
     from transformers import Qwen2_5_VLConfig
 
-    hidden = 32
+    if width % 16 or width < 32 or layers < 1:
+        raise UserError(f"tiny model: width must be a multiple of 16 (at least 32) and layers at least 1, "
+                        f"not width {width}, layers {layers}")
+    hidden = width
+    heads = 2
+    # mrope splits each head's rotary half (head_dim / 2) into temporal, height and width sections.
+    half = hidden // heads // 2
+    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
     text = dict(
-        vocab_size=VOCAB_SIZE, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32768, rms_norm_eps=1e-6,
+        vocab_size=VOCAB_SIZE, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=1, max_position_embeddings=32768, rms_norm_eps=1e-6,
         bos_token_id=151643, eos_token_id=151645, pad_token_id=151643, tie_word_embeddings=True,
-        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1000000.0},
-        use_sliding_window=False, max_window_layers=2,
+        rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": 1000000.0},
+        use_sliding_window=False, max_window_layers=layers,
     )
     vision = dict(
-        depth=2, hidden_size=hidden, intermediate_size=64, num_heads=2, in_channels=3, patch_size=14,
+        depth=2, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=heads, in_channels=3, patch_size=14,
         spatial_merge_size=2, temporal_patch_size=2, window_size=112, out_hidden_size=hidden,
         fullatt_block_indexes=[1], tokens_per_second=2,
     )
@@ -173,10 +189,11 @@ def build_config():
 def _generation_config():
     from transformers import GenerationConfig
 
-    # Mirrors the real checkpoint's (top_k 1: greedy), with a short default budget for a model that babbles.
+    # Greedy, as the real checkpoint's top_k 1 is, but said directly: its sampling warpers sort all 151,936
+    # logits at every step, which dominates a tiny model's generation time on CPU. No repetition penalty: a JSON
+    # answer repeats its punctuation tokens by design. A short default budget for a model that babbles.
     return GenerationConfig(bos_token_id=151643, pad_token_id=151643, eos_token_id=[151645, 151643],
-                            do_sample=True, temperature=0.1, top_p=0.001, top_k=1, repetition_penalty=1.05,
-                            max_new_tokens=64)
+                            do_sample=False, max_new_tokens=64)
 
 
 MARKER = ".plates-tiny-model.json"
@@ -192,11 +209,31 @@ def is_complete(model_dir: str | os.PathLike) -> bool:
         (model_dir / name).is_file() for name in ("processor_config.json", "preprocessor_config.json"))
 
 
-def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bool = False) -> Path:
-    """Write the tiny model to ``out_dir`` and return it. Reuses a complete build unless ``overwrite``;
-    refuses to write into a non-empty folder that is not one."""
+def _built_as(model_dir: Path) -> dict | None:
+    try:
+        return json.loads((model_dir / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _same_build(model_dir: Path, seed: int, width: int, layers: int, embed_std: float) -> bool:
+    marker = _built_as(model_dir) or {}
+    return is_complete(model_dir) and (
+        marker.get("seed"), marker.get("width", DEFAULT_WIDTH), marker.get("layers", DEFAULT_LAYERS),
+        marker.get("embed_std", EMBED_STD)) == (seed, width, layers, embed_std)
+
+
+def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bool = False,
+                     width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS, embed_std: float = EMBED_STD) -> Path:
+    """Write the tiny model to ``out_dir`` and return it. Reuses a complete build of the same seed and size
+    unless ``overwrite`` (a tiny model of another size is replaced); refuses to write into a non-empty folder
+    that is not one.
+
+    The embedding rows of the unreachable placeholder ids are zero: tied to the output, random rows there would
+    start the model above the loss of a uniform guess, and a tiny model would spend its first steps pushing
+    ~150k logits down one by one; zero rows move together, as one."""
     out_dir = Path(out_dir).expanduser().resolve()
-    if is_complete(out_dir) and not overwrite:
+    if _same_build(out_dir, seed, width, layers, embed_std) and not overwrite:
         return out_dir
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not is_complete(out_dir):
         raise UserError(f"{out_dir} exists and is not a tiny model; choose an empty or new folder")
@@ -210,19 +247,24 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
         torch.manual_seed(seed)
         tokenizer = build_tokenizer()
         processor = build_processor(tokenizer)
-        config = build_config()
+        config = build_config(width, layers)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
+        reachable = min(i for t, i in tokenizer.get_vocab().items() if t.startswith("<|placeholder_"))
         with torch.no_grad():
-            model.get_input_embeddings().weight.normal_(0.0, EMBED_STD)
+            embedding = model.get_input_embeddings().weight
+            embedding.normal_(0.0, embed_std)
+            embedding[reachable:FIRST_SPECIAL_ID] = 0.0
         model.generation_config = _generation_config()
         model.save_pretrained(staging, safe_serialization=True)
         processor.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        marker = {"kind": "plates tiny Qwen2.5-VL", "seed": seed, "template": "qwen2_5_vl",
+        marker = {"kind": "plates tiny Qwen2.5-VL", "seed": seed, "width": width, "layers": layers,
+                  "embed_std": embed_std,
+                  "template": "qwen2_5_vl",
                   "model_type": "qwen2_5_vl", "parameters": sum(p.numel() for p in model.parameters())}
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         staging.chmod(0o755)
-        if is_complete(out_dir) and not overwrite:
+        if _same_build(out_dir, seed, width, layers, embed_std) and not overwrite:
             return out_dir  # another process finished the same build first
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -237,13 +279,17 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, help="folder to write the model into (created; reused if complete)")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="rebuild even if DIR already holds a tiny model")
+    parser.add_argument("--size", choices=sorted(SIZES), default="test",
+                        help="test: 32 wide, for the plumbing tests in seconds (default); demo: 64 wide with small "
+                             "initial embeddings, which a full fine-tune teaches the answer format in minutes")
 
 
 def _run(args: argparse.Namespace) -> int:
     """Build a tiny random-weight Qwen2.5-VL (tokenizer, processor, model) that real ms-swift accepts for
     sft, infer and deploy, without any download. Use it with `--model DIR --template qwen2_5_vl`.
     It reads nothing: it proves the pipeline's plumbing on CPU in seconds."""
-    path = build_tiny_model(args.dir, seed=args.seed, overwrite=args.overwrite)
+    check_output_dir(args.dir, "DIR", contents=False)
+    path = build_tiny_model(args.dir, seed=args.seed, overwrite=args.overwrite, **SIZES[args.size])
     print(path)
     return 0
 

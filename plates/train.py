@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import os
 import re
 import time
@@ -20,15 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from plates.errors import UserError
-from plates.io import repo_root, write_json
-from plates import swift_cli
+from plates.io import check_output_dir, sha256_file, write_json
+from plates import resources, swift_cli
+from plates.contracts import DatasetLayout, dataset_image_root  # noqa: F401 - dataset_image_root: old home
+from plates.swift_cli import parse_gpus  # noqa: F401 - its old home
+from plates.runs import (  # noqa: F401 - also imported from here by older callers
+    LOG_NAME, MANIFEST_NAME, find_manifest, find_run_dir, last_checkpoint, loss_history,
+)
 
-MANIFEST_NAME = "plates_manifest.json"
 PRESET_SUFFIXES = (".yaml", ".yml")
 
 
 def presets_dir() -> Path:
-    return repo_root() / "swift_args"
+    return resources.presets_dir()
 
 
 def available_presets() -> list[str]:
@@ -97,15 +100,6 @@ class TrainPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def parse_gpus(text: str) -> list[str]:
-    gpus = [g.strip() for g in text.split(",") if g.strip()]
-    if not gpus or not all(re.fullmatch(r"\d+", g) for g in gpus):
-        raise UserError(f"--gpus takes comma-separated GPU indices like 0,1,2,3, not {text!r}")
-    if len(set(gpus)) != len(gpus):
-        raise UserError(f"--gpus lists a GPU twice: {text!r}")
-    return gpus
-
-
 def distributed_env(gpus: str | None = None, *, model_parallel: bool = False, nnodes: int | None = None,
                     node_rank: int | None = None, master_addr: str | None = None,
                     master_port: int | None = None) -> dict[str, str]:
@@ -144,7 +138,8 @@ def dataset_files(dataset: str | os.PathLike) -> tuple[Path, Path | None]:
     """``(train, val or None)`` from a `plates build` folder, or a single JSONL file used as is."""
     path = Path(dataset).expanduser().resolve()
     if path.is_dir():
-        train, val = path / "train.jsonl", path / "val.jsonl"
+        layout = DatasetLayout.of(path)
+        train, val = layout.train, layout.val
         if not train.is_file():
             raise UserError(f"{path}: no train.jsonl (is this a `plates build` output folder?)")
         return train, (val if val.is_file() and val.stat().st_size > 0 else None)
@@ -153,19 +148,30 @@ def dataset_files(dataset: str | os.PathLike) -> tuple[Path, Path | None]:
     raise UserError(f"{path}: no such dataset folder or file")
 
 
-def dataset_image_root(folder: Path) -> str | None:
-    """The root a `plates build` dataset's relative image paths resolve against (its stats.json says), or None
-    for absolute paths. ms-swift resolves relative paths against ROOT_IMAGE_DIR or the working directory."""
-    import json
+# ms-swift arguments that may name local files or folders; the runs record them (args.json) and later stages
+# (infer --adapters from another folder) read them back, so they must not depend on the working directory
+PATH_OPTIONS = ("model", "adapters", "ckpt_dir", "resume_from_checkpoint", "dataset", "val_dataset",
+                "output_dir", "logging_dir", "deepspeed", "external_plugins", "custom_register_path",
+                "result_path", "ref_model", "reward_model")
 
-    stats = folder / "stats.json"
-    if not stats.is_file():
-        return None
-    try:
-        paths = json.loads(stats.read_text(encoding="utf-8")).get("image_paths")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return paths.get("relative_to") if isinstance(paths, dict) else None
+
+def absolute_paths(options: dict[str, Any], keys: tuple[str, ...] = PATH_OPTIONS) -> None:
+    """Make every value of ``keys`` that names an existing local path absolute, in place. Hub ids
+    ('Qwen/Qwen2.5-VL-7B-Instruct') and names like 'zero2' stay as they are, unless such a path exists here,
+    where ms-swift itself would take the local one. Dataset specs with a subset/sample suffix are left alone."""
+    for key in keys:
+        value = options.get(key)
+        if isinstance(value, list):
+            options[key] = [_absolute_if_local(v) for v in value]
+        elif value is not None:
+            options[key] = _absolute_if_local(value)
+
+
+def _absolute_if_local(value: Any) -> Any:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        return value
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
 
 
 def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | None = None,
@@ -180,12 +186,7 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
     notes: list[str] = []
     options = swift_cli.resolve_options("sft", loaded.options, notes=notes)
 
-    raw: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    for text in overrides or []:
-        key, value, raw_text = swift_cli.parse_assignment(text)
-        values[key] = value
-        raw[key] = raw_text
+    values, raw = swift_cli.parse_overrides(overrides)
     override_options = swift_cli.resolve_options("sft", values, raw, notes=notes)
     dropped = [swift_cli.canonical_name(k, swift_cli.argument_fields("sft"))[0] for k, v in values.items()
                if v is None]
@@ -207,6 +208,11 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
         raise UserError("no dataset: pass --dataset DIR (a `plates build` output) or --set dataset=FILE")
     else:
         files = [Path(p) for p in options.get("dataset", []) + options.get("val_dataset", []) if Path(p).is_file()]
+    if model is not None and "model" in override_options:
+        raise UserError("the model is given twice (--model and --set model=…); give it once, with --model")
+    if output_dir is not None and "output_dir" in override_options:
+        raise UserError("the output folder is given twice (--output-dir and --set output_dir=…); "
+                        "give it once, with --output-dir")
     if model is not None:
         options["model"] = model
     if not options.get("model"):
@@ -217,6 +223,7 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
     options.setdefault("output_dir", "output")
     out = Path(options["output_dir"]).expanduser()
     out = out if out.is_absolute() else Path.cwd() / out
+    check_output_dir(out, "--output-dir", contents=False)
     options["output_dir"] = str(out)
 
     # Environment: the preset's ENV yields to what the caller already exported (as `swift sft preset.yaml`
@@ -229,7 +236,11 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
         key, sep, value = text.partition("=")
         if not sep or not key.strip().isidentifier():
             raise UserError(f"--env takes NAME=value, not {text!r}")
+        if gpus is not None and key.strip() in ("CUDA_VISIBLE_DEVICES", "NPROC_PER_NODE"):
+            raise UserError(f"--env {key.strip()}=… and --gpus both choose the GPUs; give only --gpus")
         env[key.strip()] = value
+    if model_parallel and (gpus is None or len(parse_gpus(gpus)) < 2):
+        notes.append("--model-parallel has no effect without several --gpus (e.g. --gpus 0,1)")
     image_root = dataset_image_root(files[0].parent) if files else None
     if image_root and "ROOT_IMAGE_DIR" not in environ and "ROOT_IMAGE_DIR" not in env:
         env["ROOT_IMAGE_DIR"] = image_root
@@ -242,6 +253,7 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
     if env.get("NPROC_PER_NODE") and not options.get("deepspeed") and int(env["NPROC_PER_NODE"]) > 1:
         notes.append("several processes without DeepSpeed: plain DDP (every GPU holds the whole model)")
 
+    absolute_paths(options)
     first = ("model", "dataset", "val_dataset")
     options = {**{k: options[k] for k in first if k in options}, **{k: v for k, v in options.items() if k not in first}}
     argv = [*swift_cli.swift_command(), "sft", *swift_cli.options_to_argv(options)]
@@ -256,14 +268,6 @@ def check_launchable(plan: TrainPlan) -> None:
     if "swanlab" in plan.options.get("report_to", []) and importlib.util.find_spec("swanlab") is None:
         raise UserError("report_to swanlab needs the swanlab package: pip install swanlab "
                         "(and SWANLAB_API_KEY in the environment), or --set report_to=tensorboard")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe_file(path: Path) -> dict[str, Any]:
@@ -317,36 +321,51 @@ _OUTPUT_DIR_LINE = re.compile(r"output_dir: (.+?)\s*$")
 _LAST_CKPT_LINE = re.compile(r"last_model_checkpoint: (.+?)\s*$")
 
 
-def find_run_dir(output_dir: Path, before: set[str], seen_output_dir: str | None) -> Path | None:
-    """The versioned folder (``v3-20250101-120000``) this run created under ``output_dir``."""
-    if seen_output_dir and (Path(seen_output_dir) / "args.json").is_file():
-        return Path(seen_output_dir)
-    if not output_dir.is_dir():
-        return None
-    created = [p for p in output_dir.iterdir() if p.is_dir() and p.name not in before and re.match(r"v\d+-", p.name)]
-    if created:
-        return max(created, key=lambda p: p.stat().st_mtime)
-    return output_dir if (output_dir / "args.json").is_file() else None
 
 
-def last_checkpoint(run_dir: Path | None, seen: str | None = None) -> Path | None:
-    if seen and seen != "None" and Path(seen).is_dir():
-        return Path(seen)
-    if run_dir is None:
-        return None
-    link = run_dir / "last-checkpoint"
-    if link.exists():
-        return link.resolve()
-    checkpoints = [p for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return max(checkpoints, key=lambda p: int(p.name.split("-")[-1])) if checkpoints else None
+@dataclass
+class TrainResult:
+    """What one `plates train` run left behind (the closing summary prints it)."""
+
+    code: int
+    run_dir: Path | None
+    checkpoint: Path | None
+    manifest_path: Path
+    log_path: Path
+    seconds: float
+    losses: list[float]
+
+    def summary(self) -> str:
+        minutes, seconds = divmod(round(self.seconds), 60)
+        if len(self.losses) >= 2:
+            loss = f"{self.losses[0]:.4g} → {self.losses[-1]:.4g} over {len(self.losses)} logged steps"
+        else:
+            loss = f"{self.losses[0]:.4g}" if self.losses else "not logged"
+        return "\n".join([
+            f"plates train: {'finished' if self.code == 0 else f'ms-swift exited with {self.code}'} "
+            f"in {minutes}m {seconds:02d}s",
+            f"training loss: {loss}",
+            f"output folder: {self.run_dir or 'none'}",
+            f"last checkpoint: {self.checkpoint or 'none'}",
+            f"manifest: {self.manifest_path}",
+            f"ms-swift log: {self.log_path}",
+        ])
 
 
 def execute(plan: TrainPlan) -> tuple[int, Path | None, Path | None, Path]:
-    """Run the plan, streaming ms-swift's output; write the manifest. Returns
-    ``(exit code, run folder, last checkpoint, manifest path)``."""
+    """Run the plan with ms-swift's output streaming through; write the manifest. Returns
+    ``(exit code, run folder, last checkpoint, manifest path)``; :func:`run_plan` is the quiet form."""
+    result = run_plan(plan, verbose=True)
+    return result.code, result.run_dir, result.checkpoint, result.manifest_path
+
+
+def run_plan(plan: TrainPlan, *, verbose: bool = False) -> TrainResult:
+    """Run the plan: one progress bar (``verbose`` streams ms-swift's output instead), ms-swift's full output in
+    ``swift-sft.log`` beside the checkpoints, and the manifest in the run folder."""
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in plan.output_dir.iterdir()}
     seen: dict[str, str] = {}
+    log_path = plan.output_dir / f"{LOG_NAME[:-4]}-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
 
     def watch(line: str) -> None:
         for key, pattern in (("output_dir", _OUTPUT_DIR_LINE), ("last", _LAST_CKPT_LINE)):
@@ -355,12 +374,17 @@ def execute(plan: TrainPlan) -> tuple[int, Path | None, Path | None, Path]:
                 seen[key] = match.group(1).strip().strip("`")
 
     started = time.time()
+    progress = swift_cli.SwiftProgress(bar="Train", desc="train", unit="step")
     try:
-        code = swift_cli.run_streaming(plan.argv, plan.env, on_line=watch)
+        code = swift_cli.run_swift(plan.argv, plan.env, log_path=log_path, verbose=verbose, progress=progress,
+                                   on_line=watch, who="plates train", log_hint=False).code
     except KeyboardInterrupt:
         code = 130
     finished = time.time()
     run_dir = find_run_dir(plan.output_dir, before, seen.get("output_dir"))
+    if run_dir is not None and log_path.is_file():
+        os.replace(log_path, run_dir / LOG_NAME)
+        log_path = run_dir / LOG_NAME
     checkpoint = last_checkpoint(run_dir, seen.get("last"))
     manifest = build_manifest(plan, exit_code=code, run_dir=run_dir, last_checkpoint=checkpoint,
                               started=started, finished=finished)
@@ -370,17 +394,9 @@ def execute(plan: TrainPlan) -> tuple[int, Path | None, Path | None, Path]:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         manifest_path = plan.output_dir / f"plates_manifest-{stamp}.json"
     write_json(manifest_path, manifest)
-    return code, run_dir, checkpoint, manifest_path
-
-
-def find_manifest(checkpoint: str | os.PathLike) -> Path | None:
-    """The plates manifest of the run a checkpoint belongs to (its folder or the folder above)."""
-    path = Path(checkpoint).expanduser().resolve()
-    for folder in (path, path.parent):
-        candidate = folder / MANIFEST_NAME
-        if candidate.is_file():
-            return candidate
-    return None
+    return TrainResult(code=code, run_dir=run_dir, checkpoint=checkpoint, manifest_path=manifest_path,
+                       log_path=log_path, seconds=finished - started,
+                       losses=loss_history(run_dir) or progress.losses)
 
 
 # ---- CLI ------------------------------------------------------------------------------------------------------
@@ -410,16 +426,19 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the exact command line and environment, paste-able into a shell; run nothing")
     parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="stream ms-swift's whole output here (it always goes to swift-sft.log in the run folder)")
 
 
 def _run(args: argparse.Namespace) -> int:
     """Fine-tune with ms-swift (`swift sft`) from a preset plus overrides.
 
     Every argument name and value is checked against the installed ms-swift first (3.x names such as
-    train_type are translated; misspelt ones are rejected with the closest valid name). The run's output
-    streams through; afterwards plates_manifest.json (command, environment minus secrets, package versions,
-    dataset hashes, preset) is written into ms-swift's run folder, and the folder and last checkpoint are
-    printed. The exit code is ms-swift's.
+    train_type are translated; misspelt ones are rejected with the closest valid name). The terminal shows one
+    progress bar (step/total, loss, ETA); ms-swift's whole output goes to swift-sft.log in the run folder
+    (-v streams it here too). Afterwards plates_manifest.json (command, environment minus secrets, package
+    versions, dataset hashes, preset) is written into the run folder, and a summary names the loss first ->
+    last, the folder, the last checkpoint, the log and the wall time. The exit code is ms-swift's.
 
     examples:
       plates train --preset qwen2_5_vl_7b_lora --dataset data/ --gpus 0,1,2,3 --model-parallel
@@ -444,12 +463,9 @@ def _run(args: argparse.Namespace) -> int:
         print(swift_cli.format_command(swift_cli.redact_argv(plan.argv), swift_cli.redact_env(plan.env)))
         return 0
     check_launchable(plan)
-    code, run_dir, checkpoint, manifest_path = execute(plan)
-    print(f"plates train: ms-swift exited with {code}", file=sys.stderr)
-    print(f"output folder: {run_dir or plan.output_dir}")
-    print(f"last checkpoint: {checkpoint or 'none'}")
-    print(f"manifest: {manifest_path}")
-    return code
+    result = run_plan(plan, verbose=args.verbose)
+    print(result.summary())
+    return result.code
 
 
 COMMANDS = {"train": (_configure, _run, "fine-tune with ms-swift (swift sft) from a preset; --dry-run prints it")}

@@ -9,21 +9,83 @@ from pathlib import Path
 import pytest
 
 from plates.cli import build_parser, main
-from plates.demo import RUN_PLACEHOLDER, demo_steps
-from plates.io import read_jsonl
+from plates.demo import (
+    RUN_PLACEHOLDER, STAGE1_PLACEHOLDER, binomial_tail, demo_steps, majority_answer, scoreboard, write_majority_results,
+)
+from plates.io import read_jsonl, write_jsonl
+
+# The CI learning check (see the last test): a smaller dump and a shorter stage 1 than `plates demo`.
+E2E_IMAGES = 260
+E2E_TRAIN_SETS = ["--set", "num_train_epochs=3"]
 
 
 def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
     parser = build_parser()
     steps = demo_steps(tmp_path / "w", 24, 0)
     commands = [argv[0] for _, argv in steps]
-    assert commands == ["parse", "teach", "teach", "teach", "teach", "build", "tiny-model", "train", "infer",
-                        "infer", "eval", "eval", "compare"]
+    assert commands == ["parse", "teach", "teach", "teach", "teach", "build", "tiny-model", "train", "train",
+                        "infer", "infer", "infer", "infer", "eval", "eval", "eval", "eval", "eval", "compare"]
     for _, argv in steps:
-        args = parser.parse_args([str(tmp_path / "run") if a == RUN_PLACEHOLDER else a for a in argv])
+        args = parser.parse_args([str(tmp_path / "run") if a in (RUN_PLACEHOLDER, STAGE1_PLACEHOLDER) else a
+                                  for a in argv])
         assert callable(args._run)
-    train = next(argv for title, argv in steps if title == "train")
-    assert train[train.index("--preset") + 1] == "tiny_cpu"
+    stage1, stage2 = [argv for _, argv in steps if argv[0] == "train"]
+    assert stage1[stage1.index("--preset") + 1] == "tiny_cpu_full"
+    assert stage2[stage2.index("--preset") + 1] == "tiny_cpu_lora"
+    assert stage2[stage2.index("--model") + 1] == STAGE1_PLACEHOLDER
+    infers = [argv for _, argv in steps if argv[0] == "infer"]
+    assert [a.count("free") for a in infers] == [0, 0, 0, 1]
+    evals = [argv[argv.index("--json") + 1] for _, argv in steps if argv[0] == "eval"]
+    assert [Path(e).name for e in evals] == ["majority.json", "base.json", "stage1.json", "tuned.json",
+                                             "tuned_free.json"]
+    with_epochs = demo_steps(tmp_path / "w", 24, 0, epochs=2, stage2_epochs=3)
+    trains = [argv for _, argv in with_epochs if argv[0] == "train"]
+    assert "num_train_epochs=2" in trains[0] and "num_train_epochs=3" in trains[1]
+
+
+def _sample(answer, prompt="<image>请识别"):
+    return {"messages": [{"role": "user", "content": prompt},
+                         {"role": "assistant", "content": answer if isinstance(answer, str) else
+                          json.dumps(answer, ensure_ascii=False)}], "images": ["/x.jpg"]}
+
+
+def _answer(colour, number, plates=1):
+    plate = {"车牌国家": "中国", "车牌省份": "云南省", "车牌号码": number, "车牌颜色": "蓝色", "车牌层数": "单层车牌",
+             "车牌用途": "燃油车车牌"}
+    group = plate if plates == 1 else [plate] * plates
+    return {"车辆属性": {"车辆品牌": "丰田", "车辆类型": "小轿车", "车辆颜色": colour, "车辆朝向": "正面"},
+            "车牌属性": group}
+
+
+def test_majority_answer_takes_the_commonest_training_values(tmp_path):
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    rows = [_sample(_answer("白色", "云A12345")), _sample(_answer("白色", "云B12399")),
+            _sample(_answer("红色", "云A88345")), _sample(_answer("黑色", "京A1234", plates=2)),
+            _sample("一辆白色的车。", prompt="<image>请描述"), _sample("依据……\n\n{\"车辆属性\"")]
+    write_jsonl(dataset / "train.jsonl", rows)
+    answer = majority_answer(dataset / "train.jsonl")
+    assert answer["车辆属性"]["车辆颜色"] == "白色"
+    assert isinstance(answer["车牌属性"], dict)  # one plate is the commonest count
+    assert answer["车牌属性"]["车牌号码"] == "云A12345"  # per position, among the commonest length (7)
+
+    write_jsonl(dataset / "val.jsonl", [_sample(_answer("红色", "云A12345")), _sample(_answer("白色", "云C00000"))])
+    out = write_majority_results(dataset, tmp_path / "results.majority.jsonl")
+    lines = read_jsonl(out)
+    assert len(lines) == 2 and all(json.loads(r["response"]) == answer for r in lines)
+    assert main(["eval", str(out), "--json", str(tmp_path / "majority.json")]) == 0
+    report = json.loads((tmp_path / "majority.json").read_text(encoding="utf-8"))
+    assert report["fields"]["车辆颜色"]["accuracy"] == 0.5 and report["json_valid_rate"] == 1.0
+    board = scoreboard(tmp_path)
+    assert "majority" in board and "50.0%" in board and "tuned (free)" in board
+
+
+def test_binomial_tail_matches_exact_sums():
+    assert binomial_tail(0, 10, 0.3) == 1.0
+    assert abs(binomial_tail(10, 10, 0.5) - 0.5 ** 10) < 1e-15
+    assert abs(binomial_tail(2, 3, 0.5) - 0.5) < 1e-12
+    # 40 of 50 right where the majority guess is right a third of the time: far beyond chance.
+    assert binomial_tail(40, 50, 1 / 3) < 1e-9
 
 
 def test_too_few_images_is_a_clear_error(tmp_path, capsys):
@@ -62,3 +124,61 @@ def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
     assert len(read_jsonl(workdir / "teacher.jsonl")) == teacher_lines
     runs = [p for p in (workdir / "runs").iterdir() if (p / "plates_manifest.json").is_file()]
     assert len(runs) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skip(reason="issue 9 part 2 is open: within minutes of CPU the tiny model learns the answer format but "
+                         "still answers the drawn attributes with constants (see /work/notes/9b-experiments.md); "
+                         "enable once a recipe beats the majority baseline")
+def test_a_short_fine_tune_beats_the_majority_baseline_beyond_chance(tmp_path):
+    """The demo's claim, smaller: after a short full fine-tune (real swift sft) the tiny model's answers (real
+    swift infer) on held-out vehicles beat "always the commonest training value" on at least one drawn attribute by
+    a margin a majority guesser reaches with probability below 1e-3. Several minutes on 2 cores."""
+    from plates.demo import DEMO_IMAGE_SIZE, VISUAL_FIELDS
+    from plates.synth import make_dump
+    from plates.train import last_checkpoint
+
+    width, height = DEMO_IMAGE_SIZE
+    make_dump(tmp_path / "dump", E2E_IMAGES, seed=3, width=width, height=height, balanced=True)
+    dataset, model, reports = tmp_path / "dataset", tmp_path / "model", tmp_path / "reports"
+    assert main(["parse", str(tmp_path / "dump"), "-o", str(tmp_path / "records.jsonl")]) == 0
+    assert main(["build", str(tmp_path / "records.jsonl"), "-o", str(dataset), "--val-ratio", "0.2",
+                 "--seed", "3"]) == 0
+    assert main(["tiny-model", str(model), "--size", "demo"]) == 0
+    assert main(["train", "--preset", "tiny_cpu_full", "--dataset", str(dataset), "--model", str(model),
+                 "--output-dir", str(tmp_path / "runs"), *E2E_TRAIN_SETS]) == 0
+    run = next(p for p in (tmp_path / "runs").iterdir() if (p / "plates_manifest.json").is_file())
+    checkpoint = last_checkpoint(run)
+    assert main(["infer", "--model", str(checkpoint), "--dataset", str(dataset / "val.jsonl"),
+                 "-o", str(tmp_path / "results.tuned.jsonl"), "--max-new-tokens", "128", "--batch-size", "16"]) == 0
+    write_majority_results(dataset, tmp_path / "results.majority.jsonl")
+    for name in ("tuned", "majority"):
+        assert main(["eval", str(tmp_path / f"results.{name}.jsonl"), "--json", str(reports / f"{name}.json")]) == 0
+    tuned, majority = (json.loads((reports / f"{n}.json").read_text(encoding="utf-8")) for n in ("tuned", "majority"))
+    p_values = {}
+    for field in VISUAL_FIELDS:
+        stats = tuned["fields"][field]
+        p_values[field] = binomial_tail(stats["correct"], stats["support"], majority["fields"][field]["accuracy"])
+    assert len(read_jsonl(dataset / "val.jsonl")) >= 40
+    assert min(p_values.values()) < 1e-3, (p_values, scoreboard(reports))
+
+
+def test_a_full_fine_tune_checkpoint_points_to_model(tmp_path):
+    """The demo's stage 1 is a full fine-tune: `plates infer --adapters` on it says to pass it as --model."""
+    from plates.errors import UserError
+    from plates.infer import checkpoint_dir
+
+    run = tmp_path / "v0-20260101-000000"
+    full = run / "checkpoint-12"
+    full.mkdir(parents=True)
+    (full / "config.json").write_text("{}")
+    (full / "model.safetensors").write_bytes(b"")
+    for path in (full, run):
+        with pytest.raises(UserError, match=f"full fine-tune checkpoint.*--model {full}"):
+            checkpoint_dir(path)
+    lora = run / "checkpoint-20"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    assert checkpoint_dir(run) == lora and checkpoint_dir(lora) == lora
+    with pytest.raises(UserError, match="not a LoRA checkpoint"):
+        checkpoint_dir(tmp_path)

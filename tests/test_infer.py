@@ -71,7 +71,7 @@ def test_explicit_max_pixels_wins_and_no_dataset_uses_the_training_val_set(run_d
     _checkpoint(run_dir, [LANGUAGE_KEY])
     (run_dir / "plates_manifest.json").write_text(json.dumps({"max_pixels": 200704}))
     argv, env = build_infer_command(adapters=str(run_dir), model=None, dataset=None, max_pixels=50176,
-                                    result_path=tmp_path / "r.jsonl", gpus="1")
+                                    result_path=tmp_path / "r.jsonl", gpus="1", decoding="free")
     got = argv_pairs(argv)
     assert got["max_pixels"] == ["50176"] and env == {"MAX_PIXELS": "50176", "CUDA_VISIBLE_DEVICES": "1"}
     assert got["load_data_args"] == ["true"] and "val_dataset" not in got

@@ -430,12 +430,12 @@ def test_output_is_atomic(synth_dump, tmp_path, monkeypatch):
 
 def test_cli_errors(tmp_path, capsys):
     assert main(["parse", str(tmp_path / "nope"), "-o", str(tmp_path / "o.jsonl")]) == 2
-    assert "no such directory" in capsys.readouterr().err
+    assert "no such folder" in capsys.readouterr().err
     (tmp_path / "file.jpg").write_bytes(b"x")
     assert main(["parse", str(tmp_path / "file.jpg"), "-o", str(tmp_path / "o.jsonl")]) == 2
-    assert "not a directory" in capsys.readouterr().err
+    assert "is a file, expected a folder" in capsys.readouterr().err
     assert main(["parse", str(tmp_path), "-o", str(tmp_path)]) == 2
-    assert "is a directory" in capsys.readouterr().err
+    assert "is a folder, expected a file" in capsys.readouterr().err
     assert main(["parse", str(tmp_path), "-o", str(tmp_path / "o.jsonl"), "--jobs", "0"]) == 2
     with pytest.raises(SystemExit):
         main(["parse", str(tmp_path), "-o", "x.jsonl", "--format", "xml"])

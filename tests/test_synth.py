@@ -122,3 +122,43 @@ def test_dump_names_vary_like_real_dumps():
     assert any(e.labels["车牌属性"] == [] for e in entries)
     assert all(v == UNKNOWN or v in canonical_values(f) or f == "车辆品牌"
                for e in entries for f, v in e.labels["车辆属性"].items())
+
+
+def test_balanced_labels_are_uniform_over_visible_values_and_keep_the_couplings():
+    from plates.synth import BALANCED_BODY_COLOURS, BALANCED_ORIENTATIONS, BALANCED_PLATE_COLOURS, balanced_labels
+
+    rng = random.Random(11)
+    samples = [balanced_labels(rng) for _ in range(3000)]
+    for field, values in (("车辆颜色", BALANCED_BODY_COLOURS), ("车辆朝向", BALANCED_ORIENTATIONS)):
+        counts = Counter(s["车辆属性"][field] for s in samples)
+        assert set(counts) == set(values) and max(counts.values()) < 1.25 * min(counts.values())
+    plate_colours = Counter(s["车牌属性"][0]["车牌颜色"] for s in samples)
+    assert set(plate_colours) == set(BALANCED_PLATE_COLOURS)
+    assert max(plate_colours.values()) < 1.25 * min(plate_colours.values())
+    for labels in samples:
+        assert len(labels["车牌属性"]) == 1 and unknown_value_warnings(labels) == []
+        plate = labels["车牌属性"][0]
+        assert plate_warnings(plate) == [], plate
+        if plate["车牌颜色"] == "黄色":
+            assert labels["车辆属性"]["车辆类型"] in ("中型货车", "重型货车", "客车", "中型客车")
+        if plate["车牌颜色"] == "绿色":
+            assert plate["车牌用途"] == "新能源车牌" and len(plate["车牌号码"]) == 8
+    entries = list(dump_entries(200, seed=2, balanced=True))
+    assert all(len(e.labels["车牌属性"]) == 1 for e in entries)
+
+
+def test_orientation_is_drawn():
+    """Front: white headlights; rear: red tail lights; side: wheels in profile, no lamps."""
+    labels = random_labels(random.Random(4), plates=1, faults=0)
+    labels["车辆属性"].update({"车辆颜色": "蓝色", "车辆类型": "小轿车"})
+    images = {}
+    for orientation in ("正面", "背面", "侧面"):
+        labels["车辆属性"]["车辆朝向"] = orientation
+        images[orientation] = draw_vehicle(labels, 224, 168, random.Random(0))
+    white, red = (235, 255, 255), (20, 20, 230)
+    assert _share(images["正面"], white, 10) > 0.005 and _share(images["正面"], red, 10) == 0
+    assert _share(images["背面"], red, 10) > 0.005 and _share(images["背面"], white, 10) == 0
+    assert _share(images["侧面"], red, 10) == 0 and _share(images["侧面"], white, 10) == 0
+    hubcap = (170, 170, 170)  # side view only: the wheels seen in profile
+    assert _share(images["侧面"], hubcap, 5) > 0.005
+    assert _share(images["正面"], hubcap, 5) == _share(images["背面"], hubcap, 5) == 0

@@ -127,3 +127,33 @@ def test_build_is_deterministic_per_seed(tiny_model_dir, tmp_path):
     assert (again / "tokenizer.json").read_bytes() == (Path(tiny_model_dir) / "tokenizer.json").read_bytes()
     other = build_tiny_model(tmp_path / "other", seed=1)
     assert _digest(other) != _digest(again)
+
+
+def test_unreachable_embedding_rows_are_zero(tiny_model_dir):
+    """Placeholder ids can never be produced by the tokenizer: their (tied) rows start at zero, so the untrained
+    model's loss starts near a uniform guess over the vocabulary, not far above it."""
+    from safetensors import safe_open
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    first_placeholder = min(i for t, i in tokenizer.get_vocab().items() if t.startswith("<|placeholder_"))
+    with safe_open(str(Path(tiny_model_dir) / "model.safetensors"), "pt") as handle:
+        name = next(k for k in handle.keys() if k.endswith("embed_tokens.weight"))
+        weight = handle.get_tensor(name)
+    assert weight.shape[0] == VOCAB_SIZE
+    assert (weight[first_placeholder:FIRST_SPECIAL_ID] == 0).all()
+    assert (weight[:first_placeholder].abs().sum(dim=1) > 0).all()
+    assert (weight[FIRST_SPECIAL_ID:FIRST_SPECIAL_ID + len(SPECIAL_TOKENS)].abs().sum(dim=1) > 0).all()
+
+
+def test_sizes_keep_the_rotary_sections_consistent():
+    from plates.tiny_model import SIZES, build_config
+
+    for size in SIZES.values():
+        config = build_config(size["width"], size["layers"])
+        text = config.text_config
+        head_dim = text.hidden_size // text.num_attention_heads
+        assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
+        assert config.vision_config.out_hidden_size == text.hidden_size
+    with pytest.raises(UserError, match="width"):
+        build_config(40, 2)

@@ -1,0 +1,188 @@
+"""Slices from where the image lives: ``--by path:N`` (a folder of the image path: camera, date, site) and the
+CCPD subsets, recognised from the path and printed in the layout of the CCPD paper next to its published figures.
+
+Both are observers of the scoring loop (``add(item, outcome)`` per answer, ``finish(report)`` at the end): they
+keep one :class:`~plates.evaluation.tally.Tally` per slice, so a slice reports exactly what the whole report does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from plates.errors import UserError
+from plates.labels import PLATE_NUMBER
+
+NO_FOLDER = "(none)"
+PATH_PREFIX = "path:"
+
+CCPD_SUBSETS = ("ccpd_base", "ccpd_db", "ccpd_fn", "ccpd_rotate", "ccpd_tilt", "ccpd_weather", "ccpd_challenge",
+                "ccpd_blur", "ccpd_np")
+CCPD_COLUMNS = {"ccpd_base": "Base", "ccpd_db": "DB", "ccpd_fn": "FN", "ccpd_rotate": "Rotate", "ccpd_tilt": "Tilt",
+                "ccpd_weather": "Weather", "ccpd_challenge": "Challenge", "ccpd_blur": "Blur", "ccpd_np": "NP"}
+# Xu et al., "Towards End-to-End License Plate Detection and Recognition: A Large Dataset and Baseline",
+# ECCV 2018, RPNet: full-plate accuracy (%) of detection + recognition on the CCPD test subsets.
+CCPD_PUBLISHED = {"source": "RPNet, Xu et al. ECCV 2018 (CCPD paper)",
+                  "overall": 95.5, "ccpd_base": 98.5, "ccpd_db": 96.9, "ccpd_fn": 94.3, "ccpd_rotate": 90.8,
+                  "ccpd_tilt": 92.5, "ccpd_weather": 87.9, "ccpd_challenge": 85.1}
+_CCPD = frozenset(CCPD_SUBSETS)
+
+
+def parse_by(spec: str) -> int | None:
+    """The folder index of a ``--by path:N`` argument, None for anything else (a field name). ``N`` indexes the
+    folders of the image path like a Python list: 0 is the first, -1 the folder holding the image."""
+    if not spec.startswith(PATH_PREFIX):
+        return None
+    text = spec[len(PATH_PREFIX):]
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--by {spec}: N must be an integer folder index (0 = first folder of the image path, "
+                        "-1 = the folder holding the image)") from None
+
+
+def folders(image: str) -> list[str]:
+    """The folder names of an image path as written in the results (file name, root and '.' left out)."""
+    parts = re.split(r"[/\\]+", image.removeprefix("file://"))
+    return [p for p in parts[:-1] if p and p != "." and not p.endswith(":")]
+
+
+def folder_of(image: str, index: int) -> str:
+    names = folders(image)
+    try:
+        return names[index]
+    except IndexError:
+        return NO_FOLDER
+
+
+def ccpd_subset(image: str) -> str | None:
+    """The CCPD subset folder an image lives in (``ccpd_base`` …, lower case; the innermost one), None when it
+    is not in one."""
+    for name in reversed(folders(image)):
+        if name.lower() in _CCPD:
+            return name.lower()
+    return None
+
+
+def _directory(image: str) -> str:
+    return image[:max(image.rfind("/"), image.rfind("\\"), 0)]
+
+
+def _slice_summary(tally: Any) -> dict[str, Any]:
+    from plates.evaluation import report as report_module
+
+    return report_module._slice_summary(tally)
+
+
+class PathSlices:
+    """``--by path:N``: a per-slice summary keyed by the N-th folder, written to ``report["by"]["path:N"]`` (the
+    terminal, Markdown and HTML tables show it with the field slices)."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.name = f"{PATH_PREFIX}{index}"
+        self.tallies: dict[str, Any] = {}
+        self._cache: dict[str, str] = {}
+
+    def add(self, item: Any, outcome: Any) -> None:
+        from plates.evaluation.tally import Tally
+
+        image = item.image or ""
+        directory = _directory(image)
+        key = self._cache.get(directory)
+        if key is None:
+            key = self._cache[directory] = folder_of(image, self.index)
+        tally = self.tallies.get(key)
+        if tally is None:
+            tally = self.tallies[key] = Tally()
+        tally.add(outcome)
+
+    def finish(self, report: dict[str, Any]) -> None:
+        groups = sorted(self.tallies.items(), key=lambda kv: (-kv[1].n, kv[0]))
+        report.setdefault("by", {})[self.name] = {key: _slice_summary(t) for key, t in groups}
+
+
+class CcpdSlices:
+    """Recognises CCPD subset folders in image paths; when any answer comes from one, adds ``report["ccpd"]``:
+    per subset and overall the full-plate accuracy (plate number entirely right), character accuracy and plate
+    count accuracy (the only figure for ``ccpd_np``, whose images have no plate), with the published figures."""
+
+    def __init__(self) -> None:
+        from plates.evaluation.tally import Tally
+
+        self.tallies: dict[str, Any] = {}
+        self.overall = Tally()
+        self._cache: dict[str, str | None] = {}
+
+    def add(self, item: Any, outcome: Any) -> None:
+        from plates.evaluation.tally import Tally
+
+        image = item.image
+        if not image or "ccpd_" not in image.lower():
+            return
+        directory = _directory(image)
+        if directory in self._cache:
+            subset = self._cache[directory]
+        else:
+            subset = self._cache[directory] = ccpd_subset(image)
+        if subset is None:
+            return
+        tally = self.tallies.get(subset)
+        if tally is None:
+            tally = self.tallies[subset] = Tally()
+        tally.add(outcome)
+        self.overall.add(outcome)
+
+    def finish(self, report: dict[str, Any]) -> None:
+        if not self.tallies:
+            return
+        subsets = {name: _ccpd_stats(self.tallies[name]) for name in CCPD_SUBSETS if name in self.tallies}
+        report["ccpd"] = {"metric": "full-plate accuracy: the whole plate number right",
+                          "overall": _ccpd_stats(self.overall), "subsets": subsets,
+                          "published": dict(CCPD_PUBLISHED)}
+
+
+def _ccpd_stats(tally: Any) -> dict[str, Any]:
+    stats = tally.field_stats(PLATE_NUMBER)
+    count = tally.plates["count_correct"]
+    return {"n": tally.n, "plates": stats["support"], "full_plate_accuracy": stats["accuracy"],
+            "char_accuracy": stats["char_accuracy"], "plate_count_accuracy": count / tally.n if tally.n else None}
+
+
+def ccpd_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The CCPD paper's layout: one column per subset (overall first), rows for this model, the published
+    figure and the counts."""
+    block = report.get("ccpd")
+    if not block:
+        return []
+    names = ["overall", *block["subsets"]]
+    published = block.get("published") or {}
+
+    def stats(name: str) -> dict[str, Any]:
+        return block["overall"] if name == "overall" else block["subsets"][name]
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}"
+
+    rows = [["CCPD full-plate acc. (%)", *(CCPD_COLUMNS.get(n, n) if n != "overall" else "Overall" for n in names)]]
+    rows.append(["this model", *(pct(stats(n)["full_plate_accuracy"]) for n in names)])
+    rows.append([published.get("source", "published"),
+                 *("—" if published.get(n) is None else f"{published[n]:.1f}" for n in names)])
+    rows.append(["character acc. (%)", *(pct(stats(n)["char_accuracy"]) for n in names)])
+    rows.append(["plate count right (%)", *(pct(stats(n)["plate_count_accuracy"]) for n in names)])
+    rows.append(["images", *(str(stats(n)["n"]) for n in names)])
+    return rows
+
+
+def format_ccpd(report: dict[str, Any], markdown: bool = False) -> str:
+    """The CCPD table (terminal or Markdown), '' when no image came from a CCPD subset."""
+    rows = ccpd_rows(report)
+    if not rows:
+        return ""
+    from plates.evaluation.render import _md_table, table
+
+    note = ("published figures are detection + recognition on the CCPD test split; ours read the whole image "
+            "(no box), so compare on the same images only")
+    if markdown:
+        return f"## CCPD subsets\n\n{_md_table(rows)}\n\n{note}\n"
+    return "CCPD subsets (" + note + "):\n" + table(rows, right=range(1, len(rows[0])))

@@ -1,0 +1,113 @@
+"""`plates serve`: the `swift deploy` command line, and a real server on loopback (tiny model, CPU) answering an
+`openai` client that sends an image as a base64 data URL with the plates prompt."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from plates.cli import main
+from plates.errors import UserError
+from plates.serve import build_serve_command, image_message, prompt
+from helpers import argv_pairs
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_deploy_command_carries_the_generation_settings(tiny_model_dir, tmp_path, monkeypatch):
+    (tiny_model_dir.parent / "plain").mkdir(exist_ok=True)
+    argv, env = build_serve_command(adapters=None, model=str(tiny_model_dir), port=8123, max_new_tokens=99,
+                                    max_pixels=50176)
+    got = argv_pairs(argv[argv.index("deploy") + 1:])
+    assert got["model"] == [str(tiny_model_dir)] and got["template"] == ["qwen2_5_vl"]
+    assert got["host"] == ["127.0.0.1"] and got["port"] == ["8123"] and got["served_model_name"] == ["plates"]
+    assert got["max_new_tokens"] == ["99"] and got["max_pixels"] == ["50176"] and env["MAX_PIXELS"] == "50176"
+    assert got["external_plugins"][0].endswith("swift_plugin.py") and env["PLATES_DECODING_SCHEMA"]
+    free, _ = build_serve_command(adapters=None, model=str(tiny_model_dir), decoding="free")
+    assert "--external_plugins" not in free
+    monkeypatch.setenv("MY_KEY", "s3cret")
+    argv, _ = build_serve_command(adapters=None, model="m", api_key_env="MY_KEY")
+    assert argv_pairs(argv)["api_key"] == ["s3cret"]
+    with pytest.raises(UserError, match="not set"):
+        build_serve_command(adapters=None, model="m", api_key_env="NOT_SET_ANYWHERE_13")
+    with pytest.raises(UserError, match="--adapters"):
+        build_serve_command(adapters=None, model=None)
+    with pytest.raises(UserError, match="not a TCP port"):
+        build_serve_command(adapters=None, model="m", port=70000)
+
+
+def test_dry_run_redacts_the_key_and_print_prompt(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MY_KEY", "s3cret")
+    assert main(["serve", "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--api-key-env", "MY_KEY", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "s3cret" not in text and "deploy" in shlex.split(text.replace("\\\n", " "))
+    assert main(["serve", "--print-prompt"]) == 0
+    assert capsys.readouterr().out.strip() == prompt()
+
+
+def test_image_message_is_a_data_url(tmp_path):
+    image = tmp_path / "car.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    message = image_message(image)
+    assert message["content"][0]["image_url"]["url"].startswith("data:image/png;base64,iVBORw0KGgo")
+    assert message["content"][1] == {"type": "text", "text": prompt()}
+
+
+@pytest.mark.slow
+def test_serve_answers_an_openai_client_on_loopback(tiny_model_dir, tmp_path):
+    import openai
+    from plates.predict import describe_answer
+    from plates.synth import make_dump
+    from plates.parse import iter_files
+
+    make_dump(tmp_path / "imgs", 1, seed=2)
+    image = tmp_path / "imgs" / iter_files(tmp_path / "imgs")[0]
+    port = _free_port()
+    log_path = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "plates.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
+            "--max-new-tokens", "1024", "--max-pixels", str(112 * 112)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(1)
+        client = openai.OpenAI(base_url=base_url, api_key="EMPTY", timeout=240)
+        assert [m.id for m in client.models.list().data] == ["plates"]
+        reply = client.chat.completions.create(model="plates", temperature=0, messages=[image_message(image)])
+        text = reply.choices[0].message.content
+        answer = json.loads(text)  # schema-constrained: strict JSON even from random weights
+        assert set(answer) == {"车辆属性", "车牌属性"}
+        assert describe_answer(text)["schema_valid"], text
+        assert reply.usage.prompt_tokens > 20, "the image's visual tokens reached the model"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
