@@ -29,7 +29,6 @@ import base64
 import html
 import io
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -39,7 +39,6 @@ import argparse
 import hashlib
 import json
 import os
-import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +55,13 @@ from plates.labels import (
     FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels, labels_dir,
 )
 from plates.records import iter_records, resolve_image, vehicle_id
+from plates.split import (  # noqa: F401 - NO_PLATE, stratum_of: also imported from here by older callers
+    NO_PLATE, check_stratify_field, split_by_vehicle, stratum_of,
+)
 
 IMAGE_TAG = "<image>"
 DESCRIPTION_MODES = ("describe", "caption", "fuse", "reason")
 TASKS = ("extract",) + DESCRIPTION_MODES
-NO_PLATE = "无车牌"
 
 
 def _answer_skeleton() -> str:
@@ -142,77 +143,6 @@ def _stable_hash(*parts: Any) -> int:
 def pick_question(pool: tuple[str, ...], seed: int, image: str) -> str:
     """A question from ``pool`` chosen by a hash of seed and image: stable across runs and input orders."""
     return pool[_stable_hash(seed, "question", image) % len(pool)]
-
-
-# ---------------------------------------------------------------------------------------------- split
-
-
-def stratum_of(record: dict[str, Any], field_name: str) -> str:
-    """A record's value for ``--stratify``: a label field (plate fields use the first plate, ``无车牌`` when
-    there is none), ``plates`` (number of plates) or a top-level record key such as ``format``."""
-    labels = record.get("labels") or {}
-    if field_name in VEHICLE_FIELDS:
-        return str((labels.get(VEHICLE_GROUP) or {}).get(field_name, UNKNOWN))
-    if field_name in PLATE_FIELDS:
-        plates = labels.get(PLATE_GROUP) or []
-        return str(plates[0].get(field_name, UNKNOWN)) if plates else NO_PLATE
-    if field_name == "plates":
-        return str(len(labels.get(PLATE_GROUP) or []))
-    return str(record.get(field_name, UNKNOWN))
-
-
-def check_stratify_field(field_name: str, records: list[dict[str, Any]]) -> None:
-    if field_name in FIELDS or field_name == "plates":
-        return
-    if records and all(field_name in r for r in records) and field_name not in ("labels", "ids", "warnings"):
-        return
-    raise UserError(f"--stratify {field_name!r}: not a label field or record key; "
-                    f"use one of {', '.join(FIELDS)}, plates, format")
-
-
-def split_by_vehicle(records: list[dict[str, Any]], val_ratio: float, seed: int,
-                     stratify: str | None = None) -> list[bool]:
-    """``is_val`` per record. Whole vehicle groups are assigned, so no vehicle id is on both sides.
-
-    Groups are shuffled by ``seed`` (from their sorted ids, so input order does not matter) and, within each
-    stratum (a group's majority value of ``stratify``), taken into validation while that moves the stratum's
-    validation count closer to ``val_ratio`` of its records. When ``val_ratio > 0`` and there are at least two
-    vehicles, both sides get at least one."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, record in enumerate(records):
-        groups[vehicle_id(record)].append(index)
-    strata: dict[str, list[str]] = defaultdict(list)
-    for gid in sorted(groups):
-        if stratify:
-            values = Counter(stratum_of(records[i], stratify) for i in groups[gid])
-            key = min(values, key=lambda v: (-values[v], v))
-        else:
-            key = ""
-        strata[key].append(gid)
-    rng = random.Random(seed)
-    val_groups: set[str] = set()
-    for key in sorted(strata):
-        gids = strata[key]
-        rng.shuffle(gids)
-        target = val_ratio * sum(len(groups[g]) for g in gids)
-        taken = 0
-        for gid in gids:
-            size = len(groups[gid])
-            if abs(taken + size - target) < abs(taken - target):
-                val_groups.add(gid)
-                taken += size
-    order = sorted(groups)
-    random.Random(seed).shuffle(order)
-    if val_ratio > 0 and len(groups) >= 2:
-        if not val_groups:
-            val_groups.add(min(order, key=lambda g: len(groups[g])))
-        if len(val_groups) == len(groups):
-            val_groups.discard(max(order, key=lambda g: len(groups[g])))
-    is_val = [False] * len(records)
-    for gid in val_groups:
-        for index in groups[gid]:
-            is_val[index] = True
-    return is_val
 
 
 # ---------------------------------------------------------------------------------------------- descriptions

@@ -1,9 +1,10 @@
 """``plates demo``: the whole pipeline end to end on a laptop CPU, through the same code as each subcommand.
 
-It draws a small labelled dump (with a few broken names and one corrupt file), then runs parse → teach
-(offline template teacher) → build → tiny-model → train (``tiny_cpu`` preset, real ``swift sft``) → infer
-(real ``swift infer``, base model and fine-tuned) → eval → compare. The tiny model has random weights, so the
-numbers only show that every stage works; a real run swaps the preset, the teacher backend and the GPUs.
+It draws a labelled dump (balanced body colour, orientation and plate colour; a few broken names and one corrupt
+file), then runs parse → teach (offline template teacher) → build → tiny-model → train twice (real ``swift sft``:
+stage 1 a full fine-tune standing in for pretraining, stage 2 the product's LoRA + ViT recipe) → infer (real
+``swift infer``: base, stage 1, tuned, tuned with free decoding) → eval, with a majority baseline beside every
+score → compare. A real run swaps the preset, the teacher backend and the GPUs.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def demo_steps(workdir: Path, images: int, seed: int, epochs: int | None = None,
                                           "--backend", "template"]))
     infer_common = ["--dataset", str(dataset / "val.jsonl"), "--max-new-tokens", str(DEMO_MAX_NEW_TOKENS),
                     "--batch-size", "16"]
-    ratios = [a for m in ("describe", "caption", "fuse", "reason") for a in (f"--{m}-ratio", str(DEMO_DESCRIPTION_RATIO))]
+    ratios = [a for m in ("describe", "caption", "fuse", "reason")
+              for a in (f"--{m}-ratio", str(DEMO_DESCRIPTION_RATIO))]
     stage1_sets = ["--set", f"num_train_epochs={epochs}"] if epochs else []
     stage2_sets = ["--set", f"num_train_epochs={stage2_epochs}"] if stage2_epochs else []
     steps += [
@@ -355,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the whole pipeline end to end on CPU with no network: draw a labelled dump, parse, teach (offline
     template teacher), build, make a tiny Qwen2.5-VL, train it in two stages with real `swift sft` (a full
     fine-tune standing in for pretraining, then LoRA + ViT), infer with real `swift infer`, and evaluate every
-    stage beside a majority baseline. Takes about ten minutes on 2 cores."""
+    stage beside a majority baseline. Takes about 15 minutes on 2 cores."""
     if args.images < 8:
         raise UserError("--images must be at least 8 (the split needs a few vehicles on each side)")
     for name in ("epochs", "stage2_epochs"):

@@ -116,7 +116,7 @@ def record_generation_settings(target: Path, checkpoint: Path, *, quant: str | N
     """Write ``plates_generation.json``, the manifest copy and the processor's pixel cap into ``target``."""
     from plates.build import EXTRACTION_PROMPT
     from plates.infer import checkpoint_max_pixels
-    from plates.train import find_manifest
+    from plates.runs import find_manifest
 
     args = _run_args(checkpoint)
     template = args.get("template")

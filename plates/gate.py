@@ -144,7 +144,7 @@ def _colour_patterns() -> tuple[list[re.Pattern], list[re.Pattern]]:
         re.compile(rf"(?P<c>{plate})(?:色)?(?:的)?{_PLATE_NOUNS}"),
         re.compile(rf"{_PLATE_NOUNS}(?:的)?(?:颜色|底色)(?:为|是|呈)?(?P<c>{plate})"),
         re.compile(rf"{_PLATE_NOUNS}(?:为|是|呈)(?P<c>{plate})"),
-        re.compile(rf"(?P<c>黄绿|蓝|黄|绿|白|黑)(?:色)?(?:底|牌)(?!照)"),
+        re.compile(r"(?P<c>黄绿|蓝|黄|绿|白|黑)(?:色)?(?:底|牌)(?!照)"),
     ]
     return vehicle, plate_patterns
 

@@ -1,5 +1,4 @@
-"""`plates infer` and `plates export`: run `swift infer` / `swift export --merge_lora true` the way the pipeline
-needs them.
+"""`plates infer`: run `swift infer` the way the pipeline needs it (`plates export` lives in plates.export).
 
 `plates infer` leaves a results file that `plates eval` reads directly (one line per sample, in dataset order,
 with ``response`` and ``labels``). It smooths over what ms-swift leaves to the user: ``--result_path`` appends to
@@ -24,9 +23,9 @@ from typing import Any
 from plates import swift_cli
 from plates.contracts import dataset_image_root
 from plates.errors import UserError
-from plates.runs import find_manifest, last_checkpoint, read_manifest
+from plates.runs import last_checkpoint, read_manifest
 from plates.tiny_model import MARKER as TINY_MARKER
-from plates.io import check_output_dir, guard_outputs, iter_jsonl, write_json
+from plates.io import guard_outputs, iter_jsonl
 
 BACKENDS = {"pt": "transformers", "transformers": "transformers", "vllm": "vllm", "lmdeploy": "lmdeploy",
             "sglang": "sglang"}
@@ -95,6 +94,48 @@ def count_samples(path: Path) -> int:
     return count
 
 
+def exported_setting(model_dir: Path, key: str) -> Any:
+    """A generation setting `plates export` recorded beside a merged model (``plates_generation.json``)."""
+    try:
+        return json.loads((model_dir / "plates_generation.json").read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def model_source(adapters: str | None, model: str | None, backend: str, *, max_pixels: int | None,
+                 template: str | None, notes: list[str], command: str) -> tuple[dict[str, Any], int | None]:
+    """The ms-swift options naming what answers (``adapters`` or ``model``, ``template``) and the pixel cap it
+    was trained with, shared by `plates infer`, `predict` and `serve` so they load a checkpoint the same way:
+    a LoRA checkpoint (refused for vLLM when it adapted the vision tower), a local model folder (made
+    absolute; a tiny model brings its template; an export or run brings its max_pixels) or a hub id."""
+    options: dict[str, Any] = {}
+    if adapters:
+        ckpt = checkpoint_dir(adapters)
+        options["adapters"] = [str(ckpt)]
+        if backend == "vllm" and adapter_parts(ckpt)["vision_tower"]:
+            raise UserError(
+                "vLLM applies LoRA to the language model only, and this checkpoint also adapted the vision tower "
+                f"(freeze_vit false). Merge it first: `plates export --adapters {ckpt} -o MERGED`, then "
+                f"`plates {command} --model MERGED --backend vllm …`")
+        if max_pixels is None:
+            max_pixels = checkpoint_max_pixels(ckpt)
+            if max_pixels:
+                notes.append(f"max_pixels {max_pixels} from the training run's manifest")
+    if model:
+        options["model"] = model
+        model_dir = Path(model).expanduser()
+        if model_dir.is_dir():
+            options["model"] = str(model_dir.resolve())
+            marker = model_dir / TINY_MARKER
+            if template is None and marker.is_file():
+                template = json.loads(marker.read_text(encoding="utf-8")).get("template")
+            if max_pixels is None:
+                max_pixels = exported_setting(model_dir, "max_pixels") or checkpoint_max_pixels(model_dir)
+    if template:
+        options["template"] = template
+    return options, max_pixels
+
+
 def build_infer_command(*, adapters: str | None, model: str | None, dataset: str | None, result_path: Path,
                         backend: str = "transformers", max_pixels: int | None = None,
                         max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS, batch_size: int | None = None,
@@ -111,31 +152,8 @@ def build_infer_command(*, adapters: str | None, model: str | None, dataset: str
         raise UserError(f"unknown backend {backend!r}; choose from {', '.join(sorted(BACKENDS))}")
     backend = BACKENDS[backend]
     notes = notes if notes is not None else []
-    options: dict[str, Any] = {}
-    if adapters:
-        ckpt = checkpoint_dir(adapters)
-        options["adapters"] = [str(ckpt)]
-        if backend == "vllm" and adapter_parts(ckpt)["vision_tower"]:
-            raise UserError(
-                "vLLM applies LoRA to the language model only, and this checkpoint also adapted the vision tower "
-                f"(freeze_vit false). Merge it first: `plates export --adapters {ckpt} -o MERGED`, then "
-                "`plates infer --model MERGED --backend vllm …`")
-        if max_pixels is None:
-            max_pixels = checkpoint_max_pixels(ckpt)
-            if max_pixels:
-                notes.append(f"max_pixels {max_pixels} from the training run's manifest")
-    if model:
-        options["model"] = model
-        model_dir = Path(model).expanduser()
-        if model_dir.is_dir():
-            options["model"] = str(model_dir.resolve())
-            marker = model_dir / TINY_MARKER
-            if template is None and marker.is_file():
-                template = json.loads(marker.read_text(encoding="utf-8")).get("template")
-            if max_pixels is None:
-                max_pixels = checkpoint_max_pixels(model_dir)
-    if template:
-        options["template"] = template
+    options, max_pixels = model_source(adapters, model, backend, max_pixels=max_pixels, template=template,
+                                       notes=notes, command="infer")
     if dataset:
         options["val_dataset"] = [str(dataset_file(dataset))]
     elif adapters:
@@ -279,34 +297,6 @@ def run_infer(output: str | os.PathLike, *, dry_run: bool = False, verbose: bool
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def run_export(adapters: str, output_dir: str | None = None, *, overrides: list[str] | None = None,
-               dry_run: bool = False, verbose: bool = False) -> tuple[int, Path | None]:
-    """Merge a LoRA checkpoint into its base model with `swift export --merge_lora true`; the training run's
-    plates manifest is copied alongside so inference on the merged model still knows its max_pixels."""
-    ckpt = checkpoint_dir(adapters)
-    target = Path(output_dir).expanduser().resolve() if output_dir else ckpt.parent / f"{ckpt.name}-merged"
-    check_output_dir(target, "-o", contents=False)
-    if target.exists() and any(target.iterdir()):
-        raise UserError(f"{target} already exists; choose another -o or remove it")
-    options: dict[str, Any] = {"adapters": [str(ckpt)], "merge_lora": True, "output_dir": str(target)}
-    values, raw = swift_cli.parse_overrides(overrides)
-    options = swift_cli.resolve_options("export", {**options, **values}, raw)
-    argv = [*swift_cli.swift_command(), "export", *swift_cli.options_to_argv(options)]
-    if dry_run:
-        print(swift_cli.format_command(swift_cli.redact_argv(argv)))
-        return 0, None
-    log_path = target.parent / f"{target.name}.swift-export.log"
-    code = swift_cli.run_swift(argv, log_path=log_path, verbose=verbose, who="plates export").code
-    if code != 0:
-        return code, None
-    manifest = find_manifest(ckpt)
-    if manifest is not None and target.is_dir():
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        data["merged_from"] = str(ckpt)
-        write_json(target / manifest.name, data)
-    return code, target
-
-
 # ---- CLI ------------------------------------------------------------------------------------------------------
 
 def _configure_infer(parser: argparse.ArgumentParser) -> None:
@@ -357,28 +347,6 @@ def _run_infer(args: argparse.Namespace) -> int:
                      verbose=args.verbose)
 
 
-def _configure_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--adapters", required=True, help="LoRA checkpoint from `plates train`")
-    parser.add_argument("-o", "--output-dir", help="folder for the merged model (default: CHECKPOINT-merged)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="any other `swift export` argument, checked against the installed ms-swift")
-    parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="stream ms-swift's whole output here (it always goes to OUTPUT.swift-export.log)")
-
-
-def _run_export(args: argparse.Namespace) -> int:
-    """Merge a LoRA checkpoint into its base model (`swift export --merge_lora true`), e.g. before serving it
-    with vLLM, which cannot apply a LoRA that adapted the vision tower."""
-    code, target = run_export(args.adapters, args.output_dir, overrides=args.overrides, dry_run=args.dry_run,
-                              verbose=args.verbose)
-    if target is not None:
-        print(f"merged model: {target}")
-        print(f"ms-swift log: {target.parent / f'{target.name}.swift-export.log'}")
-    return code
-
-
 COMMANDS = {
     "infer": (_configure_infer, _run_infer, "answer a dataset with ms-swift (swift infer) -> results for plates eval"),
-    "export": (_configure_export, _run_export, "merge a LoRA checkpoint into its base model (swift export)"),
 }

@@ -343,8 +343,8 @@ def iter_jsonl(path: str | os.PathLike, errors: list[str] | None = None) -> Iter
                 continue
             try:
                 yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                message = f"line {number}: not JSON ({exc.msg})"
+            except (json.JSONDecodeError, RecursionError) as exc:
+                message = f"line {number}: not JSON ({getattr(exc, 'msg', 'nested too deeply')})"
                 if errors is None:
                     raise UserError(f"{path}: {message}") from None
                 errors.append(message)

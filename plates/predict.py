@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from plates.errors import UserError
-from plates.io import dump_json_line, guard_outputs, iter_jsonl, progress, write_jsonl
+from plates.io import dump_json_line, guard_outputs, iter_jsonl, progress, sha256_file, write_jsonl
 
 DEFAULT_CHUNK = 256
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -61,18 +61,11 @@ def rejects_path(output: Path) -> Path:
     return default_rejects_path(output)
 
 
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_image(path: str) -> tuple[str, str] | None:
     """Why ``path`` cannot be answered, as ``(reason, code)``, or None. Uses `plates parse`'s header checks, then
     decodes the whole image: one truncated or corrupt file would otherwise stop a whole `swift infer` chunk."""
-    from plates.parse import IMAGE_EXTENSIONS, Rejected, read_image_info
+    from plates.dump import Rejected, read_image_info
+    from plates.parse import IMAGE_EXTENSIONS
 
     name = os.path.basename(path)
     dot = name.rfind(".")
@@ -110,16 +103,20 @@ def _records_images(path: Path) -> Iterable[tuple[str, str | None]]:
 
 def collect_inputs(inputs: Iterable[str], exclude: Iterable[Path] = ()) -> tuple[list[Candidate], list[dict]]:
     """Expand INPUT… into the images to answer and the rejects (every file seen is in exactly one list).
-    The same image named twice is answered once."""
-    from plates.parse import iter_files
+    The same image named twice is answered once. FIFOs, sockets, devices and dangling links are rejected from
+    their folder listing or ``stat`` alone, never opened (a FIFO would block the run forever)."""
+    from plates.dump import file_kind, iter_files
 
     skip = {os.path.realpath(p) for p in exclude}
     paths: list[tuple[str, str | None]] = []
+    special: dict[str, str] = {}
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
             root = os.path.abspath(path)
-            paths.extend((root + "/" + rel, None) for rel in iter_files(root, exclude=skip))
+            kinds: dict[str, str] = {}
+            paths.extend((root + "/" + rel, None) for rel in iter_files(root, exclude=skip, special=kinds))
+            special.update((root + "/" + rel, kind) for rel, kind in kinds.items())
         elif path.suffix.lower() == ".jsonl" and path.is_file():
             paths.extend(_records_images(path))
         elif path.exists():
@@ -137,9 +134,12 @@ def collect_inputs(inputs: Iterable[str], exclude: Iterable[Path] = ()) -> tuple
         if path in seen:
             continue
         seen.add(path)
-        if problem is None and not os.path.isfile(path):
-            problem = "no such file" if not os.path.exists(path) else "not a regular file"
-            code = "unreadable"
+        if problem is None and (path in special or not os.path.isfile(path)):
+            kind = special.get(path) or (file_kind(path) if os.path.lexists(path) else None)
+            if kind is None:
+                problem, code = "no such file", "unreadable"
+            else:
+                problem, code = f"not a regular file: a {kind} (not opened)", "not_regular_file"
         else:
             code = "bad_input_line"
         if problem is None:
@@ -148,7 +148,7 @@ def collect_inputs(inputs: Iterable[str], exclude: Iterable[Path] = ()) -> tuple
                 problem, code = found
         if problem is None:
             try:
-                candidates.append(Candidate(path, _file_sha256(path)))
+                candidates.append(Candidate(path, sha256_file(path)))
                 continue
             except OSError as exc:
                 problem, code = f"cannot read: {exc.strerror}", "unreadable"

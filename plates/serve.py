@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import mimetypes
 import os
 import sys
@@ -69,7 +68,7 @@ def build_serve_command(*, adapters: str | None, model: str | None, host: str = 
                         notes: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """argv and environment for `swift deploy` (reads only the checkpoint's own files)."""
     from plates.decoding import decoding_options
-    from plates.infer import BACKENDS, TINY_MARKER, adapter_parts, checkpoint_dir, checkpoint_max_pixels
+    from plates.infer import BACKENDS, model_source
 
     if not adapters and not model:
         raise UserError("pass --adapters CHECKPOINT (a fine-tuned run) or --model MODEL (e.g. a merged export)")
@@ -79,29 +78,8 @@ def build_serve_command(*, adapters: str | None, model: str | None, host: str = 
         raise UserError(f"--port {port}: not a TCP port")
     backend = BACKENDS[backend]
     notes = notes if notes is not None else []
-    options: dict[str, Any] = {}
-    if adapters:
-        ckpt = checkpoint_dir(adapters)
-        options["adapters"] = [str(ckpt)]
-        if backend == "vllm" and adapter_parts(ckpt)["vision_tower"]:
-            raise UserError("vLLM applies LoRA to the language model only, and this checkpoint also adapted the vision "
-                            f"tower. Merge it first: `plates export --adapters {ckpt} -o MERGED`, then "
-                            "`plates serve --model MERGED --backend vllm`")
-        if max_pixels is None:
-            max_pixels = checkpoint_max_pixels(ckpt)
-            if max_pixels:
-                notes.append(f"max_pixels {max_pixels} from the training run's manifest")
-    if model:
-        model_dir = Path(model).expanduser()
-        options["model"] = str(model_dir.resolve()) if model_dir.is_dir() else model
-        if model_dir.is_dir():
-            marker = model_dir / TINY_MARKER
-            if template is None and marker.is_file():
-                template = json.loads(marker.read_text(encoding="utf-8")).get("template")
-            if max_pixels is None:
-                max_pixels = _export_setting(model_dir, "max_pixels") or checkpoint_max_pixels(model_dir)
-    if template:
-        options["template"] = template
+    options, max_pixels = model_source(adapters, model, backend, max_pixels=max_pixels, template=template,
+                                       notes=notes, command="serve")
     options.update(infer_backend=backend, host=host, port=port, served_model_name=served_model_name)
     if max_new_tokens:
         options["max_new_tokens"] = max_new_tokens
@@ -126,15 +104,6 @@ def build_serve_command(*, adapters: str | None, model: str | None, host: str = 
 
         env["CUDA_VISIBLE_DEVICES"] = ",".join(parse_gpus(gpus))
     return [*swift_cli.swift_command(), "deploy", *swift_cli.options_to_argv(options)], env
-
-
-def _export_setting(model_dir: Path, key: str) -> Any:
-    """A generation setting `plates export` recorded beside a merged model."""
-    path = model_dir / "plates_generation.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:

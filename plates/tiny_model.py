@@ -2,8 +2,8 @@
 
 The architecture is the real one (``Qwen2_5_VLForConditionalGeneration``) shrunk to 2 decoder layers of width 32
 and a 2-block vision tower (``--size test``, the default), so ``swift sft`` / ``swift infer`` / ``swift deploy``
-exercise their real code paths on CPU in seconds; ``--size demo`` is 64 wide, the smallest the demo's full
-fine-tune teaches the answer format and the drawn attributes within minutes. What ms-swift hard-codes has to match the real checkpoint exactly:
+exercise their real code paths on CPU in seconds; ``--size demo`` is 64 wide, and the demo's full fine-tune
+teaches it the answer format within minutes. What ms-swift hard-codes has to match the real checkpoint exactly:
 
 * the special tokens sit at the real Qwen ids (``<|endoftext|>`` = 151643 … ``<|image_pad|>`` = 151655,
   ``<|video_pad|>`` = 151656) and the embedding has the real 151936 rows, because ms-swift's Qwen template

@@ -16,7 +16,7 @@ from plates import decoding
 from plates.build import REASON_PROMPT
 from plates.cli import main
 from plates.errors import UserError
-from plates.labels import PLATE_GROUP, VEHICLE_GROUP, answer_from_labels, canonical_values
+from plates.labels import PLATE_GROUP, VEHICLE_GROUP, answer_from_labels
 from plates.schema import answer_validator, build_schema, load_schema, schema_path
 from plates.synth import random_labels
 from helpers import argv_pairs

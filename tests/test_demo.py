@@ -101,28 +101,30 @@ def test_too_few_images_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
     workdir = tmp_path / "演示 demo:1"
-    assert main(["demo", "--workdir", str(workdir), "--images", "8"]) == 0
+    assert main(["demo", "--workdir", str(workdir), "--images", "8", "--epochs", "1", "--stage2-epochs", "1"]) == 0
     out = capsys.readouterr().out
     records = read_jsonl(workdir / "records.jsonl")
     rejects = read_jsonl(workdir / "records.rejects.jsonl")
     assert len(records) == 8 and len(rejects) == 4  # 3 broken names + 1 corrupt file
     assert "corrupt_image" in out and "unparseable_name" in out
     val = read_jsonl(workdir / "dataset" / "val.jsonl")
-    for name in ("base", "tuned"):
+    for name in ("majority", "base", "stage1", "tuned", "tuned_free"):
         report = json.loads((workdir / "reports" / f"{name}.json").read_text(encoding="utf-8"))
         assert report["n"] == len(val) > 0 and report["skipped_lines"] == 0
     assert (workdir / "reports" / "plots" / "accuracy.png").stat().st_size > 0
     assert "strict JSON" in out and "demo finished" in out and "--preset qwen2_5_vl_7b_lora" in out
-    runs = [p for p in (workdir / "runs").iterdir() if (p / "plates_manifest.json").is_file()]
-    assert len(runs) == 1
+    for stage in ("stage1", "stage2"):
+        runs = [p for p in (workdir / "runs" / stage).iterdir() if (p / "plates_manifest.json").is_file()]
+        assert len(runs) == 1
+    assert "scoreboard" in out and "majority" in out
 
     # Re-running reuses the workdir: the teacher outputs are already there, training makes a new run folder.
     teacher_lines = len(read_jsonl(workdir / "teacher.jsonl"))
-    assert main(["demo", "--workdir", str(workdir), "--images", "8"]) == 0
+    assert main(["demo", "--workdir", str(workdir), "--images", "8", "--epochs", "1", "--stage2-epochs", "1"]) == 0
     err = capsys.readouterr().err
     assert "skipped    8  (already in the output)" in err
     assert len(read_jsonl(workdir / "teacher.jsonl")) == teacher_lines
-    runs = [p for p in (workdir / "runs").iterdir() if (p / "plates_manifest.json").is_file()]
+    runs = [p for p in (workdir / "runs" / "stage2").iterdir() if (p / "plates_manifest.json").is_file()]
     assert len(runs) == 2
 
 

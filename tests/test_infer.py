@@ -11,7 +11,8 @@ import pytest
 from plates import swift_cli
 from plates.cli import main
 from plates.errors import UserError
-from plates.infer import adapter_parts, build_infer_command, checkpoint_dir, run_export, run_infer
+from plates.export import build_export_command
+from plates.infer import adapter_parts, build_infer_command, checkpoint_dir, run_infer
 from helpers import argv_pairs
 
 LANGUAGE_KEY = "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight"
@@ -130,19 +131,18 @@ def test_dry_run_shows_the_real_output_path_and_writes_nothing(tmp_path, val_fil
     assert got["val_dataset"] == [str(val_file)]
 
 
-def test_export_command(run_dir, capsys):
+def test_export_command(run_dir):
     ckpt = _checkpoint(run_dir, [LANGUAGE_KEY, VISION_KEY], step=300)
-    code, target = run_export(str(ckpt), dry_run=True)
-    words = shlex.split(capsys.readouterr().out.replace("\\\n", " "))
+    words, target, _ = build_export_command(str(ckpt))
     got = argv_pairs(words)
-    assert code == 0 and target is None
+    assert target == run_dir / "checkpoint-300-merged"
     assert words[len(swift_cli.swift_command())] == "export"
     assert got["adapters"] == [str(ckpt)] and got["merge_lora"] == ["true"]
     assert got["output_dir"] == [str(run_dir / "checkpoint-300-merged")]
     (run_dir / "taken").mkdir()
     (run_dir / "taken" / "f").write_text("x")
-    with pytest.raises(UserError, match="already exists"):
-        run_export(str(ckpt), str(run_dir / "taken"))
+    with pytest.raises(UserError, match="taken.*(already exists|did not write)"):
+        build_export_command(str(ckpt), str(run_dir / "taken"))
 
 
 @pytest.mark.slow
@@ -154,4 +154,7 @@ def test_results_move_into_place_only_on_success(tmp_path, val_file, capsys):
                      max_new_tokens=4)
     assert code != 0
     assert out.read_text() == "previous\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["results.jsonl", val_file.name])
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["results.jsonl", "results.swift-infer.log", val_file.name]), "only ms-swift's log is added"
+    assert "Traceback" in (tmp_path / "results.swift-infer.log").read_text(encoding="utf-8")
+    assert "results.swift-infer.log" in capsys.readouterr().err, "the failure points to the log"

@@ -115,6 +115,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     if report["skipped_lines"] > 10:
         print(f"plates eval: … and {report['skipped_lines'] - 10} more skipped lines (listed in --json/--markdown)",
               file=sys.stderr)
+    if report.get("duplicates"):
+        print(f"plates eval: warning: {args.results}: {report['duplicates']} duplicate samples (same image, prompt "
+              f"and labels as an earlier line; appended results file?), each scored once on its first line",
+              file=sys.stderr)
     if report["n"] == 0:
         raise UserError(f"{args.results}: no scorable answers ({report['skipped_lines']} malformed lines skipped)")
     print(format_report(report))

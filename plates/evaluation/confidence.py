@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from plates.labels import FIELDS, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_GROUP
+from plates.evaluation.extract import object_bounds
 
 COVERAGES = (1.0, 0.95, 0.9, 0.8)
 DEFAULT_TARGET = 0.99
@@ -145,26 +146,7 @@ def _answer_region(response: str) -> tuple[int, int]:
     names each group at most once has one answer: the whole text, without scanning."""
     if response.count(VEHICLE_GROUP) <= 1 and response.count(PLATE_GROUP) <= 1:
         return 0, len(response)
-    spans: list[tuple[int, int]] = []
-    depth, start, quote, escaped = 0, 0, "", False
-    for index, char in enumerate(response):
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char == "{":
-            if depth == 0:
-                start = index
-            depth += 1
-        elif char == "}" and depth:
-            depth -= 1
-            if depth == 0:
-                spans.append((start, index + 1))
-        elif depth and char in "\"'":
-            quote = char
+    spans = object_bounds(response)
     for start, end in reversed(spans):
         body = response[start:end]
         if VEHICLE_GROUP in body or PLATE_GROUP in body:

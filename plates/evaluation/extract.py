@@ -56,9 +56,9 @@ def _decode(text: str) -> tuple[bool, Any]:
         return False, None
 
 
-def _object_spans(text: str) -> list[str]:
-    """Top-level balanced ``{...}`` spans, skipping braces inside quoted strings."""
-    spans: list[str] = []
+def object_bounds(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every top-level balanced ``{...}`` span, skipping braces inside quoted strings."""
+    spans: list[tuple[int, int]] = []
     depth = 0
     start = 0
     quote = ""
@@ -78,10 +78,15 @@ def _object_spans(text: str) -> list[str]:
         elif char == "}" and depth:
             depth -= 1
             if depth == 0:
-                spans.append(text[start:index + 1])
+                spans.append((start, index + 1))
         elif depth and char in "\"'":
             quote = char
     return spans
+
+
+def _object_spans(text: str) -> list[str]:
+    """Top-level balanced ``{...}`` spans as text."""
+    return [text[start:end] for start, end in object_bounds(text)]
 
 
 def _mentions_answer(text: str) -> bool:

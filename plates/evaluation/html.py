@@ -380,6 +380,8 @@ def render_html(report: dict[str, Any], gallery: Gallery | None = None, search: 
     meta = [f"{report['n']} answers", f"source {source}"]
     if report.get("skipped_lines"):
         meta.append(f"{report['skipped_lines']} malformed lines skipped")
+    if report.get("duplicates"):
+        meta.append(f"{report['duplicates']} duplicate samples scored once")
     if report.get("records_without_prediction"):
         meta.append(f"{report['records_without_prediction']} records without prediction")
     if report.get("labels_version") is not None:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 from plates.errors import UserError
 from plates.evaluation.extract import _json_loads, parse_response
 from plates.evaluation.scorer import Reference, Scorer
-from plates.io import progress
+from plates.io import check_input_file, progress
 
 
 @dataclass(slots=True)
@@ -32,12 +32,17 @@ class Item:
 @dataclass
 class Source:
     """What was read: scorable items plus every skipped line ('line N: why'), unmatched records and how many
-    scored lines declared each decoding mode (``None``: lines from before `plates infer` recorded it)."""
+    scored lines declared each decoding mode (``None``: lines from before `plates infer` recorded it).
+    ``duplicates`` counts lines that repeat an earlier sample (same image(s), prompt and reference: `swift infer
+    --result_path` appends, so a second run into one file repeats every sample); each sample is scored once, on
+    its first line, and ``duplicate_examples`` names the first few repeats ('line N repeats line M')."""
 
     items: list[Item] = dataclass_field(default_factory=list)
     skipped: list[str] = dataclass_field(default_factory=list)
     records_without_prediction: list[str] = dataclass_field(default_factory=list)
     decodings: Counter = dataclass_field(default_factory=Counter)
+    duplicates: int = 0
+    duplicate_examples: list[str] = dataclass_field(default_factory=list)
 
     def decoding(self) -> str:
         """The results' decoding mode: the one every line declares (``schema``/``free``), ``mixed`` when lines
@@ -59,6 +64,45 @@ def _image_of(row: dict[str, Any]) -> str:
     if isinstance(image, dict):
         image = image.get("path")
     return image if isinstance(image, str) else ""
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(map(_frozen, value))
+    if isinstance(value, dict):
+        return tuple((key, _frozen(item)) for key, item in value.items())
+    return value
+
+
+def _piece(value: Any) -> Any:
+    """A message or image entry as its text (``{"role", "content"}`` -> content, ``{"bytes": None, "path"}`` ->
+    path): the common shapes skip :func:`_frozen`, which costs three times as much per line."""
+    if type(value) is dict and len(value) == 2:
+        text = value.get("content", value.get("path"))
+        if type(text) is str:
+            return text
+    return _frozen(value)
+
+
+def _sample_key(row: dict[str, Any], image: Any, labels: Any) -> int | None:
+    """A hash of what identifies a sample (image(s), prompt, reference), or None when it cannot be formed: a line
+    naming no image is never a duplicate (many images share one reference). The prompt leaves out the trailing
+    assistant message: ms-swift appends the model's answer to ``messages``. Only the hash is kept, so memory stays
+    small on large files (a false match needs a 64-bit collision)."""
+    if not image:
+        return None
+    prompt = row.get("messages")
+    try:
+        if type(prompt) is list:
+            if prompt and type(prompt[-1]) is dict and prompt[-1].get("role") == "assistant":
+                prompt = prompt[:-1]
+            prompt = tuple(map(_piece, prompt))
+        else:
+            prompt = _frozen(row.get("query"))
+        return hash((tuple(map(_piece, image)) if type(image) is list else _frozen(image), prompt,
+                     labels if type(labels) is str else _frozen(labels)))
+    except (TypeError, RecursionError):
+        return None
 
 
 def _reference_labels(labels: Any) -> Any:
@@ -88,6 +132,7 @@ def iter_items(path: str | Path, scorer: Scorer, records: str | Path | None, sou
     and, at the end, records without prediction are recorded in ``source``."""
     index = _records_index(records, scorer) if records is not None else None
     seen: set[str] = set()
+    first_line: dict[int, int] = {}
     for number, row in _iter_rows(path, source.skipped):
         if type(row) is not dict:
             source.skipped.append(f"line {number}: not a JSON object")
@@ -104,6 +149,9 @@ def iter_items(path: str | Path, scorer: Scorer, records: str | Path | None, sou
             if key is None:
                 source.skipped.append(f"line {number}: image {image!r} is not in the records")
                 continue
+            sample = _sample_key(row, index[key][0], None)
+            if sample is not None and _repeated(source, first_line, sample, number):
+                continue
             seen.add(index[key][0])
             reference, vehicle = index[key][1], index[key][2]
         else:
@@ -116,23 +164,49 @@ def iter_items(path: str | Path, scorer: Scorer, records: str | Path | None, sou
             except ValueError as exc:
                 source.skipped.append(f"line {number}: {exc}")
                 continue
+            sample = _sample_key(row, row["images"] if "images" in row else row.get("image"), row["labels"])
+            if sample is not None and _repeated(source, first_line, sample, number):
+                continue
         source.decodings[row.get("decoding")] += 1
         yield Item(number, image, row["response"], reference, vehicle, row.get("logprobs"))
     if index is not None:
         source.records_without_prediction = sorted({entry[0] for entry in index.values()} - seen)
 
 
+def _repeated(source: Source, first_line: dict[int, int], sample: int, number: int) -> bool:
+    """Whether ``sample`` was seen on an earlier line (then counted in ``source.duplicates``); else remember it."""
+    earlier = first_line.setdefault(sample, number)
+    if earlier == number:
+        return False
+    source.duplicates += 1
+    if len(source.duplicate_examples) < 20:
+        source.duplicate_examples.append(f"line {number} repeats line {earlier}")
+    return True
+
+
 def _iter_rows(path: str | Path, skipped: list[str]) -> Iterator[tuple[int, Any]]:
-    """(line number, decoded line) for every non-blank line; undecodable lines go to ``skipped``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    size = path.stat().st_size
-    with path.open("r", encoding="utf-8", errors="replace") as handle, \
-            progress(total=size, desc="reading", unit="B", unit_scale=True) as bar:
-        for number, line in enumerate(handle, 1):
+    """(line number, decoded line) for every non-blank line, read as editors and other tools write JSONL (a UTF-8
+    byte-order mark on line 1, CRLF line ends). A line that is not UTF-8 (a GBK or UTF-16 file) or not JSON goes
+    to ``skipped`` as 'line N: why', never mangled into a wrong answer. The same rules and messages as
+    :func:`plates.io.iter_jsonl`, plus a progress bar and the scorer's faster JSON decoding (the hot path)."""
+    path = check_input_file(path, "RESULTS")
+    try:
+        handle = path.open("rb")
+        size = os.fstat(handle.fileno()).st_size
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with handle, progress(total=size, desc="reading", unit="B", unit_scale=True) as bar:
+        for number, raw in enumerate(handle, 1):
             if number % 4096 == 0:
-                bar.update(handle.buffer.tell() - bar.n)
+                bar.update(handle.tell() - bar.n)
+            try:
+                line = raw.decode()
+            except UnicodeDecodeError as exc:
+                skipped.append(f"line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}; "
+                               "save the file as UTF-8)")
+                continue
+            if number == 1 and line.startswith("\ufeff"):
+                line = line[1:]
             try:
                 yield number, _json_loads(line)
             except (ValueError, RecursionError) as exc:

@@ -123,6 +123,8 @@ def format_report(report: dict[str, Any], confusions: int = 3) -> str:
     head = f"{report['n']} answers"
     if report.get("skipped_lines"):
         head += f" ({report['skipped_lines']} malformed lines skipped)"
+    if report.get("duplicates"):
+        head += f"; {report['duplicates']} duplicate samples scored once"
     if report.get("records_without_prediction"):
         head += f"; {report['records_without_prediction']} records had no prediction"
     if report.get("decoding"):
@@ -156,6 +158,8 @@ def format_markdown(report: dict[str, Any]) -> str:
     """A self-contained Markdown report."""
     out = [f"# plates eval: {report.get('source', '')}", ""]
     out.append(f"{report['n']} answers scored; {report.get('skipped_lines', 0)} malformed lines skipped."
+               + (f" {report['duplicates']} duplicate samples (lines repeating an earlier image, prompt and "
+                  "reference) scored once." if report.get("duplicates") else "")
                + (f" {report['records_without_prediction']} records had no prediction."
                   if report.get("records_without_prediction") else "")
                + (f" Decoding: {report['decoding']}." if report.get("decoding") else ""))

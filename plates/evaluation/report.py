@@ -103,6 +103,9 @@ def evaluate_file(results: str | Path, records: str | Path | None = None, by: It
     report["decoding"] = source.decoding()
     report["skipped_lines"] = len(source.skipped)
     report["skipped"] = source.skipped
+    report["duplicates"] = source.duplicates
+    if source.duplicates:
+        report["duplicate_examples"] = source.duplicate_examples
     report["source"] = str(results)
     if records is not None:
         report["records"] = str(records)
