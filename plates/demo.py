@@ -56,15 +56,35 @@ def _check_requirements() -> None:
         raise UserError("the `swift` command (ms-swift) was not found next to this Python; run `make setup`.")
 
 
-def _stage(title: str, argv: list[str]) -> None:
+# Stages whose own report the scoreboard already sums up: their output goes to WORKDIR/demo.log unless -v.
+LOGGED_STAGES = ("teach", "tiny-model", "eval (majority)", "eval (base)", "eval (stage 1)", "eval (tuned (free))")
+
+
+def _stage(title: str, argv: list[str], log: Path | None = None, verbose: bool = False) -> None:
+    """Run one plates subcommand in-process. With ``log``, a stage in LOGGED_STAGES writes its output there
+    (the terminal gets one line), so the demo's whole terminal output fits on a few screens."""
+    import contextlib
+
     from plates.cli import main as plates_main
 
-    print(f"\n=== {title}\n$ plates " + " ".join(_quote(a) for a in argv), flush=True)
+    if verbose and argv[0] in ("train", "infer"):
+        argv = [*argv, "-v"]
+    quiet = log is not None and not verbose and title.startswith(LOGGED_STAGES)
+    if not quiet:
+        print(f"\n=== {title}\n$ plates " + " ".join(_quote(a) for a in argv), flush=True)
     started = time.monotonic()
-    code = plates_main(argv)
+    if quiet:
+        with open(log, "a", encoding="utf-8") as handle, contextlib.redirect_stdout(handle), \
+                contextlib.redirect_stderr(handle):
+            print(f"\n=== {title}\n$ plates " + " ".join(_quote(a) for a in argv), flush=True)
+            code = plates_main(argv)
+    else:
+        code = plates_main(argv)
+    where = f"its output is in {log}" if quiet else "see its output above"
     if code != 0:
-        raise UserError(f"stage '{title}' failed with exit code {code} (see its output above)")
-    print(f"--- {title}: done in {time.monotonic() - started:.1f}s", flush=True)
+        raise UserError(f"stage '{title}' failed with exit code {code} ({where})")
+    suffix = f" (output: {log.name})" if quiet else ""
+    print(f"--- {title}: done in {time.monotonic() - started:.1f}s{suffix}", flush=True)
 
 
 def _quote(arg: str) -> str:
@@ -141,7 +161,7 @@ DEMO_MARKER = ".plates-demo"  # marks a workdir the demo made: only there may it
 
 
 def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: int | None = None,
-             stage2_epochs: int | None = None) -> Path:
+             stage2_epochs: int | None = None, verbose: bool = False) -> Path:
     from plates.synth import make_dump
 
     _check_requirements()
@@ -174,7 +194,7 @@ def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: in
             argv = [str(run) if a == RUN_PLACEHOLDER else a for a in argv]
         if title == "eval (majority)":
             write_majority_results(workdir / "dataset", workdir / "results.majority.jsonl")
-        _stage(title, argv)
+        _stage(title, argv, log=workdir / "demo.log", verbose=verbose)
         if title == "parse":
             _show_rejects(workdir / "records.rejects.jsonl")
     print(scoreboard(workdir / "reports"))
@@ -323,6 +343,8 @@ def _closing_notes(w: Path, seconds: float, loss: str = "") -> str:
   training runs + manifest {w / 'runs'}/stage1 (full fine-tune), {w / 'runs'}/stage2 (LoRA + ViT)
   predictions              {w}/results.{{majority,base,stage1,tuned,tuned_free}}.jsonl
   reports                  {w / "reports"}/base, stage1, tuned, tuned_free, majority (.json, .md), plots/
+  logs                     {w / 'demo.log'} (teach, secondary evals); ms-swift: each run's swift-sft.log,
+                           {w}/results.*.swift-infer.log
 
 {loss}
 What these numbers prove: every stage runs for real (swift sft twice, swift infer four times) and the scores are
@@ -351,6 +373,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help=f"stage-1 epochs (default: the {STAGE1_PRESET} preset's)")
     parser.add_argument("--stage2-epochs", type=int, help=f"stage-2 epochs (default: the {STAGE2_PRESET} preset's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the dump and the split")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show every stage's output and stream ms-swift's (by default the teach and secondary "
+                             "eval stages write to WORKDIR/demo.log and ms-swift to each run's log)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -363,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("epochs", "stage2_epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    run_demo(args.workdir.resolve(), args.images, args.seed, args.epochs, args.stage2_epochs)
+    run_demo(args.workdir.resolve(), args.images, args.seed, args.epochs, args.stage2_epochs, args.verbose)
     return 0
 
 

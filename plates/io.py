@@ -258,16 +258,22 @@ def recover_file_set(folder: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def _signals_blocked() -> Iterator[None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP for the few renames of a commit (delivered right after)."""
-    blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    """Hold Ctrl-C, SIGTERM and SIGHUP for the few renames of a commit; one that arrives is delivered right
+    after. Python-level handlers are swapped (not only the OS mask) because a signal that arrived just before
+    the block is already pending in the interpreter and would otherwise raise inside it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, _frame: received.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])
 
 
 @contextlib.contextmanager
