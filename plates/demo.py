@@ -56,8 +56,9 @@ def _check_requirements() -> None:
         raise UserError("the `swift` command (ms-swift) was not found next to this Python; run `make setup`.")
 
 
-# Stages whose own report the scoreboard already sums up: their output goes to WORKDIR/demo.log unless -v.
-LOGGED_STAGES = ("teach", "tiny-model", "eval (majority)", "eval (base)", "eval (stage 1)", "eval (tuned (free))")
+# Stages whose output the scoreboard and the compare table sum up: it goes to WORKDIR/demo.log unless -v (the
+# reports themselves are in WORKDIR/reports/).
+LOGGED_STAGES = ("teach", "tiny-model", "eval")
 
 
 def _stage(title: str, argv: list[str], log: Path | None = None, verbose: bool = False) -> None:
@@ -343,7 +344,7 @@ def _closing_notes(w: Path, seconds: float, loss: str = "") -> str:
   training runs + manifest {w / 'runs'}/stage1 (full fine-tune), {w / 'runs'}/stage2 (LoRA + ViT)
   predictions              {w}/results.{{majority,base,stage1,tuned,tuned_free}}.jsonl
   reports                  {w / "reports"}/base, stage1, tuned, tuned_free, majority (.json, .md), plots/
-  logs                     {w / 'demo.log'} (teach, secondary evals); ms-swift: each run's swift-sft.log,
+  logs                     {w / 'demo.log'} (teach, eval reports); ms-swift: each run's swift-sft.log,
                            {w}/results.*.swift-infer.log
 
 {loss}
@@ -374,8 +375,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage2-epochs", type=int, help=f"stage-2 epochs (default: the {STAGE2_PRESET} preset's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the dump and the split")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show every stage's output and stream ms-swift's (by default the teach and secondary "
-                             "eval stages write to WORKDIR/demo.log and ms-swift to each run's log)")
+                        help="show every stage's output and stream ms-swift's (by default the teach and eval "
+                             "stages write to WORKDIR/demo.log and ms-swift to each run's log)")
 
 
 def run(args: argparse.Namespace) -> int:
