@@ -136,6 +136,17 @@ def model_source(adapters: str | None, model: str | None, backend: str, *, max_p
     return options, max_pixels
 
 
+def generation_caps(max_new_tokens: int | None, batch_size: int | None, max_pixels: int | None) -> dict[str, int]:
+    """ms-swift's options for the answer length, batch and image caps that `infer`, `predict` and `serve`
+    share; a cap below 1 is a user error (ms-swift would fail late or silently ignore it)."""
+    for flag, number in (("--max-new-tokens", max_new_tokens), ("--batch-size", batch_size),
+                         ("--max-pixels", max_pixels)):
+        if number is not None and number < 1:
+            raise UserError(f"{flag} must be a positive number, not {number}")
+    caps = {"max_new_tokens": max_new_tokens, "max_batch_size": batch_size, "max_pixels": max_pixels}
+    return {key: value for key, value in caps.items() if value}
+
+
 def build_infer_command(*, adapters: str | None, model: str | None, dataset: str | None, result_path: Path,
                         backend: str = "transformers", max_pixels: int | None = None,
                         max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS, batch_size: int | None = None,
@@ -168,16 +179,7 @@ def build_infer_command(*, adapters: str | None, model: str | None, dataset: str
     options["stream"] = False
     if logprobs:
         options["logprobs"] = True  # per generated token; `plates eval` turns them into field confidences
-    for flag, number in (("--max-new-tokens", max_new_tokens), ("--batch-size", batch_size),
-                         ("--max-pixels", max_pixels)):
-        if number is not None and number < 1:
-            raise UserError(f"{flag} must be a positive number, not {number}")
-    if max_new_tokens:
-        options["max_new_tokens"] = max_new_tokens
-    if batch_size:
-        options["max_batch_size"] = batch_size
-    if max_pixels:
-        options["max_pixels"] = max_pixels
+    options.update(generation_caps(max_new_tokens, batch_size, max_pixels))
     options["result_path"] = str(result_path)
 
     values, raw = swift_cli.parse_overrides(overrides)

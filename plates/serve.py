@@ -68,7 +68,7 @@ def build_serve_command(*, adapters: str | None, model: str | None, host: str = 
                         notes: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """argv and environment for `swift deploy` (reads only the checkpoint's own files)."""
     from plates.decoding import decoding_options
-    from plates.infer import BACKENDS, model_source
+    from plates.infer import BACKENDS, generation_caps, model_source
 
     if not adapters and not model:
         raise UserError("pass --adapters CHECKPOINT (a fine-tuned run) or --model MODEL (e.g. a merged export)")
@@ -81,12 +81,7 @@ def build_serve_command(*, adapters: str | None, model: str | None, host: str = 
     options, max_pixels = model_source(adapters, model, backend, max_pixels=max_pixels, template=template,
                                        notes=notes, command="serve")
     options.update(infer_backend=backend, host=host, port=port, served_model_name=served_model_name)
-    if max_new_tokens:
-        options["max_new_tokens"] = max_new_tokens
-    if batch_size:
-        options["max_batch_size"] = batch_size
-    if max_pixels:
-        options["max_pixels"] = max_pixels
+    options.update(generation_caps(max_new_tokens, batch_size, max_pixels))
     env: dict[str, str] = {}
     if api_key_env:
         key = os.environ.get(api_key_env)
