@@ -477,3 +477,22 @@ def test_reference_label_forms(tmp_path):
     assert report["skipped"] == ["line 4: 'labels' is not a JSON answer",
                                  "line 5: reference is not an answer (needs '车辆属性' / '车牌属性')",
                                  "line 7: not a JSON object"]
+
+
+def test_cached_inconsistency_verdicts_match_plate_warnings_on_every_plate():
+    """The scorer caches each consistency verdict on the few fields its check reads; over many random plates
+    (every country, province, colour and usage, first characters right and wrong) the cached codes must equal
+    what plate_warnings says of each plate afresh."""
+    import random
+
+    from plates.evaluation import INCONSISTENCY_CODES, Scorer
+
+    rng = random.Random(7)
+    vocab = load_vocabularies()
+    abbreviations = list(load_plate_rules()["abbreviations"].values())
+    scorer = Scorer()
+    for _ in range(4000):
+        plate = {f: rng.choice(list(vocab[f].canonical) + [UNKNOWN]) for f in PLATE_FIELDS if f != "车牌号码"}
+        plate["车牌号码"] = rng.choice([UNKNOWN, rng.choice(abbreviations) + "A12345", "A12345", "粤Z1234港"])
+        found = {w.split(":", 1)[0] for w in plate_warnings(plate)}
+        assert scorer.inconsistencies(plate) == tuple(c for c in INCONSISTENCY_CODES if c in found), plate

@@ -96,23 +96,22 @@ def _summary(right: Counter, wrong: list[tuple[str, str, int]]) -> dict[str, Any
             "position_support": position_support}
 
 
-def plate_summary(typed_pairs: Counter) -> dict[str, Any]:
-    """The report's ``plate`` section from a Counter of (plate type, (reference key, predicted key)), in one
-    pass: numbers read right only matter by their length."""
-    right: dict[str, Counter] = {}
-    wrong: dict[str, list[tuple[str, str, int]]] = {}
-    for (kind, (ref, pred)), count in typed_pairs.items():
-        if ref == pred:
-            lengths = right.get(kind)
-            if lengths is None:
-                lengths = right[kind] = Counter()
-            lengths[len(ref)] += count
-        else:
-            wrong.setdefault(kind, []).append((ref, pred, count))
+def plate_summary(right: Counter, wrong: dict[tuple[str, str, str], int]) -> dict[str, Any]:
+    """The report's ``plate`` section from the plate numbers read right, counted by (plate type, length) (only
+    their length matters), and those read wrong, counted by (plate type, reference key, predicted key)."""
+    right_by_type: dict[str, Counter] = {}
+    for (kind, length), count in right.items():
+        lengths = right_by_type.get(kind)
+        if lengths is None:
+            lengths = right_by_type[kind] = Counter()
+        lengths[length] += count
+    wrong_by_type: dict[str, list[tuple[str, str, int]]] = {}
+    for (kind, ref, pred), count in wrong.items():
+        wrong_by_type.setdefault(kind, []).append((ref, pred, count))
     all_right: Counter = Counter()
-    for lengths in right.values():
+    for lengths in right_by_type.values():
         all_right.update(lengths)
-    out = _summary(all_right, [entry for entries in wrong.values() for entry in entries])
-    out["by_type"] = {kind: _summary(right.get(kind, Counter()), wrong.get(kind, []))
-                      for kind in PLATE_TYPES if kind in right or kind in wrong}
+    out = _summary(all_right, [entry for entries in wrong_by_type.values() for entry in entries])
+    out["by_type"] = {kind: _summary(right_by_type.get(kind, Counter()), wrong_by_type.get(kind, []))
+                      for kind in PLATE_TYPES if kind in right_by_type or kind in wrong_by_type}
     return out

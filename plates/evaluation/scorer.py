@@ -28,6 +28,11 @@ from plates.labels import (
 )
 
 _ABSENT = object()
+_ONE_PAIR = ((0, 0),)
+# the inconsistency codes in report order, and the codes of each (province mismatch, colour vs usage) verdict
+_PROVINCE_MISMATCH, _COLOUR_USAGE = INCONSISTENCY_CODES
+_CODES = {(p, c): tuple(code for code, on in ((_PROVINCE_MISMATCH, p), (_COLOUR_USAGE, c)) if on)
+          for p in (False, True) for c in (False, True)}
 
 
 @dataclass(slots=True)
@@ -92,6 +97,8 @@ class Scorer:
         self._free_cache: dict[str, dict[str, str]] = {f: {} for f in FIELDS}
         self._unknown_words = frozenset(load_vocabularies()[PLATE_NUMBER].lookup)
         self._consistency_cache: dict[tuple, tuple[str, ...]] = {}
+        self._province_verdicts: dict[tuple[str, str, str], bool] = {}
+        self._colour_verdicts: dict[tuple[str, str, str], bool] = {}
         self._fast = self._fast_plan() if self._checks is not None and self._canonical_is_fixpoint() else None
 
 
@@ -291,15 +298,24 @@ class Scorer:
     def inconsistencies(self, plate: dict[str, str]) -> tuple[str, ...]:
         """Codes from :func:`plates.labels.plate_warnings` that say the answer contradicts itself: plate
         abbreviation vs province, plate colour vs usage. Both depend only on country, province, colour, usage
-        and the number's first character, so verdicts are cached on those."""
+        and the number's first character, so verdicts are cached on those; and each on fewer of them (province
+        vs abbreviation on country, province and first character; colour vs usage on country, colour and usage),
+        so a new combination of the five usually costs two look-ups, not a :func:`plate_warnings` call."""
         number = plate[PLATE_NUMBER]
-        key = (plate["车牌国家"], plate["车牌省份"], plate["车牌颜色"], plate["车牌用途"],
-               "" if number in (UNKNOWN, MISSING) else number[:1])
+        country, province, colour, usage = plate["车牌国家"], plate["车牌省份"], plate["车牌颜色"], plate["车牌用途"]
+        first = "" if number == UNKNOWN or number == MISSING else number[:1]
+        key = (country, province, colour, usage, first)
         codes = self._consistency_cache.get(key)
         if codes is None:
-            canonical = {f: (UNKNOWN if v == MISSING else v) for f, v in plate.items()}
-            found = {w.split(":", 1)[0] for w in plate_warnings(canonical)}
-            codes = self._consistency_cache[key] = tuple(c for c in INCONSISTENCY_CODES if c in found)
+            province_key, colour_key = (country, province, first), (country, colour, usage)
+            province_mismatch = self._province_verdicts.get(province_key)
+            colour_usage = self._colour_verdicts.get(colour_key)
+            if province_mismatch is None or colour_usage is None:
+                canonical = {f: (UNKNOWN if v == MISSING else v) for f, v in plate.items()}
+                found = {w.split(":", 1)[0] for w in plate_warnings(canonical)}
+                province_mismatch = self._province_verdicts[province_key] = _PROVINCE_MISMATCH in found
+                colour_usage = self._colour_verdicts[colour_key] = _COLOUR_USAGE in found
+            codes = self._consistency_cache[key] = _CODES[province_mismatch, colour_usage]
         return codes
 
     # -- one answer -----------------------------------------------------------------------------------------
@@ -318,7 +334,7 @@ class Scorer:
             value, method = parsed.value, parsed.method
         outcome.method = method
         outcome.value = value
-        if reference.raw is not None and type(value) is dict and value == reference.raw:
+        if type(value) is dict and value == reference.raw:  # raw is None when the reference is not schema-valid
             return self._identical(outcome, reference)
         canonical = self.canonical(value) if method != UNPARSEABLE else None
         if canonical is not None:
@@ -331,32 +347,38 @@ class Scorer:
         outcome.schema_valid = valid
 
         exact = method != UNPARSEABLE and type(value) is dict
-        pairs: list[tuple[str, str, str]] = []
-        for f, ref in reference.vehicle.items():
-            if ref == UNKNOWN:
-                continue
-            pred = predicted_vehicle[f]
-            if pred != ref:
-                exact = False
-            pairs.append((f, ref, pred))
+        pairs = [(f, ref, predicted_vehicle[f]) for f, ref in reference.vehicle.items() if ref != UNKNOWN]
+        if exact:
+            for _, ref, pred in pairs:
+                if pred != ref:
+                    exact = False
+                    break
 
         references = reference.plates
-        alignment = align_plates(references, predicted)
+        n_reference, n_predicted = len(references), len(predicted)
+        # align_plates' trivial cases without building an Alignment: one plate each, or none on one side
+        if n_reference == 1 and n_predicted == 1:
+            aligned, missing, extra = _ONE_PAIR, (), ()
+        elif not n_reference or not n_predicted:
+            aligned, missing, extra = (), tuple(range(n_reference)), tuple(range(n_predicted))
+        else:
+            alignment = align_plates(references, predicted)
+            aligned, missing, extra = alignment.pairs, alignment.missing, alignment.extra
         numbers: list[tuple[str, str]] = []
         number_types: list[str] = []
         types = reference.types
         char_scores: list[float] = []
         substitutions: list[tuple[str, str]] = []
-        for i, j in alignment.pairs:
+        append = pairs.append
+        for i, j in aligned:
             ref_plate, pred_plate = references[i], predicted[j]
             for f in _OTHER_PLATE_FIELDS:
                 ref = ref_plate[f]
-                if ref == UNKNOWN:
-                    continue
-                pred = pred_plate[f]
-                if pred != ref:
-                    exact = False
-                pairs.append((f, ref, pred))
+                if ref != UNKNOWN:
+                    pred = pred_plate[f]
+                    if pred != ref:
+                        exact = False
+                    append((f, ref, pred))
             ref = ref_plate[PLATE_NUMBER]
             if ref != UNKNOWN:
                 pred = pred_plate[PLATE_NUMBER]
@@ -367,18 +389,19 @@ class Scorer:
                 else:
                     exact = False
                     char_scores.append(_char_accuracy(ref, pred, substitutions))
-        for i in alignment.missing:
+        for i in missing:
             exact = False
+            ref_plate = references[i]
             for f in _OTHER_PLATE_FIELDS:
-                ref = references[i][f]
+                ref = ref_plate[f]
                 if ref != UNKNOWN:
-                    pairs.append((f, ref, MISSING))
-            ref = references[i][PLATE_NUMBER]
+                    append((f, ref, MISSING))
+            ref = ref_plate[PLATE_NUMBER]
             if ref != UNKNOWN:
                 numbers.append((ref, MISSING))
                 number_types.append(types[i])
                 char_scores.append(0.0)
-        if alignment.extra:
+        if extra:
             exact = False
         outcome.pairs = pairs
         outcome.numbers = numbers
@@ -386,16 +409,18 @@ class Scorer:
         outcome.char_scores = char_scores
         outcome.char_substitutions = substitutions
         outcome.exact = exact
-        outcome.n_reference_plates = len(references)
-        outcome.n_predicted_plates = len(predicted)
-        outcome.missing_plates = len(alignment.missing)
-        outcome.extra_plates = len(alignment.extra)
-        codes: list[str] = []
-        for plate in predicted:
-            codes.extend(self.inconsistencies(plate))
-        outcome.inconsistencies = tuple(codes)
+        outcome.n_reference_plates = n_reference
+        outcome.n_predicted_plates = n_predicted
+        outcome.missing_plates = len(missing)
+        outcome.extra_plates = len(extra)
+        if n_predicted == 1:
+            outcome.inconsistencies = self.inconsistencies(predicted[0])
+        else:
+            codes: list[str] = []
+            for plate in predicted:
+                codes.extend(self.inconsistencies(plate))
+            outcome.inconsistencies = tuple(codes)
         return outcome
-
 
     def _identical(self, outcome: Outcome, reference: Reference) -> Outcome:
         """Fill ``outcome`` for a prediction equal to its (schema-valid) reference: what :meth:`score` would
@@ -407,8 +432,9 @@ class Scorer:
         codes: list[str] = []
         for plate, kind in zip(reference.plates, reference.types):
             pairs += [(f, plate[f], plate[f]) for f in _OTHER_PLATE_FIELDS if plate[f] != UNKNOWN]
-            if plate[PLATE_NUMBER] != UNKNOWN:
-                numbers.append((plate[PLATE_NUMBER], plate[PLATE_NUMBER]))
+            number = plate[PLATE_NUMBER]
+            if number != UNKNOWN:
+                numbers.append((number, number))
                 number_types.append(kind)
             codes.extend(self.inconsistencies(plate))
         outcome.pairs, outcome.numbers, outcome.number_types = pairs, numbers, number_types

@@ -43,7 +43,9 @@ class Tally:
         self.number_correct = 0
         self.char_total = 0.0
         self.char_substitutions: Counter[tuple[str, str]] = Counter()
-        self.typed_numbers: Counter[tuple[str, tuple[str, str]]] = Counter()
+        # plate numbers per plate type: read right, counted by length; read wrong, by (type, reference, prediction)
+        self.right_numbers: Counter[tuple[str, int]] = Counter()
+        self.wrong_numbers: dict[tuple[str, str, str], int] = {}
         self.plates = {"reference": 0, "predicted": 0, "missing": 0, "extra": 0, "count_correct": 0}
         self.examples: dict[str, list[dict[str, Any]]] = {"unparseable": [], "schema_invalid": [],
                                                           "inconsistent": []}
@@ -75,24 +77,34 @@ class Tally:
         numbers = outcome.numbers
         if numbers:
             self.number_support += len(numbers)
-            self.number_correct += sum(1 for r, p in numbers if r == p)
             self.char_total += sum(outcome.char_scores)
-            _count_elements(self.typed_numbers, zip(outcome.number_types, numbers))
+            right, wrong = self.right_numbers, self.wrong_numbers
+            for kind, (ref, pred) in zip(outcome.number_types, numbers):
+                if ref == pred:
+                    self.number_correct += 1
+                    right[kind, len(ref)] += 1
+                else:
+                    key = (kind, ref, pred)
+                    wrong[key] = wrong.get(key, 0) + 1
             if outcome.char_substitutions:
-                self.char_substitutions.update(outcome.char_substitutions)
+                _count_elements(self.char_substitutions, outcome.char_substitutions)
         plates = self.plates
         n_reference, n_predicted = outcome.n_reference_plates, outcome.n_predicted_plates
         if n_reference or n_predicted:
             plates["reference"] += n_reference
             plates["predicted"] += n_predicted
-            plates["missing"] += outcome.missing_plates
-            plates["extra"] += outcome.extra_plates
+            if outcome.missing_plates:
+                plates["missing"] += outcome.missing_plates
+            if outcome.extra_plates:
+                plates["extra"] += outcome.extra_plates
         if n_reference == n_predicted:
             plates["count_correct"] += 1
-        if outcome.inconsistencies:
+        inconsistencies = outcome.inconsistencies
+        if inconsistencies:
             self.inconsistent_answers += 1
-            self.inconsistency_counts.update(outcome.inconsistencies)
-            self._example("inconsistent", item, ", ".join(outcome.inconsistencies))
+            _count_elements(self.inconsistency_counts, inconsistencies)
+            if item is not None and len(self.examples["inconsistent"]) < EXAMPLES_KEPT:
+                self._example("inconsistent", item, ", ".join(inconsistencies))
 
     def _example(self, kind: str, item: Item | None, detail: str) -> None:
         kept = self.examples[kind]
@@ -153,7 +165,7 @@ class Tally:
                        "missing": self.plates["missing"], "extra": self.plates["extra"],
                        "count_accuracy": _rate(self.plates["count_correct"], n)},
             "fields": {f: self.field_stats(f, top, confusions.get(f)) for f in FIELDS},
-            "plate": plate_summary(self.typed_numbers),
+            "plate": plate_summary(self.right_numbers, self.wrong_numbers),
             "examples": self.examples,
         }
 
@@ -170,7 +182,7 @@ def macro_f1(confusion: Counter) -> float | None:
         support[r] += c
         predicted[p] += c
     scores = []
-    for cls in classes:
+    for cls in sorted(classes):  # a fixed order: the mean's last digit must not depend on the hash seed
         tp = confusion.get((cls, cls), 0)
         denominator = support[cls] + predicted[cls]
         scores.append(2 * tp / denominator if denominator else 0.0)
