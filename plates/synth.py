@@ -288,19 +288,22 @@ def draw_vehicle(labels: dict[str, Any], width: int = 160, height: int = 120, rn
         glass_bottom = top + (bottom - top) // 3
         for x in (left + 2 * wheel, right - 2 * wheel):
             cv2.circle(image, (x, bottom), wheel, (15, 15, 15), -1)
-        lamp_w, lamp_h = max(6, (right - left) // 6), max(4, (bottom - top) // 7)
-        lamp_y = glass_bottom + max(3, (bottom - top) // 10)
+        # Lamps large and outlined in black, so a white car's headlights and a red car's tail lights still show:
+        # at 224 px wide each lamp spans about two 14-px patches.
+        lamp_w, lamp_h = max(8, (right - left) // 4), max(6, (bottom - top) // 5)
+        lamp_y = glass_bottom + max(3, (bottom - top) // 12)
         if orientation == "背面":
             # Rear: a smaller rear window, red tail lights at the outer edges.
             cv2.rectangle(image, (left + 12, top + 8), (right - 12, glass_bottom - 2), (90, 70, 60), -1)
-            lamp, lamp_w = (20, 20, 230), lamp_w + 4
+            lamp = (20, 20, 230)
         else:
             # Front: a full-width windscreen, white headlights, a dark grille between them.
             cv2.rectangle(image, (left + 4, top + 3), (right - 4, glass_bottom), (90, 70, 60), -1)
             lamp = (235, 255, 255)
-            cv2.rectangle(image, (left + lamp_w + 8, lamp_y), (right - lamp_w - 8, lamp_y + lamp_h), (30, 30, 30), -1)
+            cv2.rectangle(image, (left + lamp_w + 6, lamp_y), (right - lamp_w - 6, lamp_y + lamp_h), (30, 30, 30), -1)
         for x0 in (left + 3, right - 3 - lamp_w):
             cv2.rectangle(image, (x0, lamp_y), (x0 + lamp_w, lamp_y + lamp_h), lamp, -1)
+            cv2.rectangle(image, (x0, lamp_y), (x0 + lamp_w, lamp_y + lamp_h), (10, 10, 10), 2)
     if not plates:
         return image
     slot = (right - left) // len(plates)

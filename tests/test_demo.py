@@ -14,9 +14,6 @@ from plates.demo import (
 )
 from plates.io import read_jsonl, write_jsonl
 
-# The CI learning check (see the last test): a smaller dump and a shorter stage 1 than `plates demo`.
-E2E_IMAGES = 260
-E2E_TRAIN_SETS = ["--set", "num_train_epochs=3"]
 
 
 def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
@@ -24,7 +21,7 @@ def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
     steps = demo_steps(tmp_path / "w", 24, 0)
     commands = [argv[0] for _, argv in steps]
     assert commands == ["parse", "teach", "teach", "teach", "teach", "build", "tiny-model", "train", "train",
-                        "infer", "infer", "infer", "infer", "eval", "eval", "eval", "eval", "eval", "compare"]
+                        "infer", "infer", "infer", "eval", "eval", "eval", "eval", "compare"]
     for _, argv in steps:
         args = parser.parse_args([str(tmp_path / "run") if a in (RUN_PLACEHOLDER, STAGE1_PLACEHOLDER) else a
                                   for a in argv])
@@ -34,9 +31,9 @@ def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
     assert stage2[stage2.index("--preset") + 1] == "tiny_cpu_lora"
     assert stage2[stage2.index("--model") + 1] == STAGE1_PLACEHOLDER
     infers = [argv for _, argv in steps if argv[0] == "infer"]
-    assert [a.count("free") for a in infers] == [0, 0, 0, 1]
+    assert [a.count("free") for a in infers] == [0, 0, 1]
     evals = [argv[argv.index("--json") + 1] for _, argv in steps if argv[0] == "eval"]
-    assert [Path(e).name for e in evals] == ["majority.json", "base.json", "stage1.json", "tuned.json",
+    assert [Path(e).name for e in evals] == ["majority.json", "base.json", "tuned.json",
                                              "tuned_free.json"]
     with_epochs = demo_steps(tmp_path / "w", 24, 0, epochs=2, stage2_epochs=3)
     trains = [argv for _, argv in with_epochs if argv[0] == "train"]
@@ -108,7 +105,7 @@ def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
     assert len(records) == 8 and len(rejects) == 4  # 3 broken names + 1 corrupt file
     assert "corrupt_image" in out and "unparseable_name" in out
     val = read_jsonl(workdir / "dataset" / "val.jsonl")
-    for name in ("majority", "base", "stage1", "tuned", "tuned_free"):
+    for name in ("majority", "base", "tuned", "tuned_free"):
         report = json.loads((workdir / "reports" / f"{name}.json").read_text(encoding="utf-8"))
         assert report["n"] == len(val) > 0 and report["skipped_lines"] == 0
     assert (workdir / "reports" / "plots" / "accuracy.png").stat().st_size > 0
@@ -132,40 +129,33 @@ def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue 9 part 2 is open: within minutes of CPU the tiny model learns the answer format but "
-                         "still answers the drawn attributes with constants (README, 'What `make demo` shows'); "
-                         "enable once a recipe beats the majority baseline")
-def test_a_short_fine_tune_beats_the_majority_baseline_beyond_chance(tmp_path):
-    """The demo's claim, smaller: after a short full fine-tune (real swift sft) the tiny model's answers (real
-    swift infer) on held-out vehicles beat "always the commonest training value" on at least one drawn attribute by
-    a margin a majority guesser reaches with probability below 1e-3. Several minutes on 2 cores."""
-    from plates.demo import DEMO_IMAGE_SIZE, VISUAL_FIELDS
-    from plates.synth import make_dump
-    from plates.train import last_checkpoint
+@pytest.mark.skip(reason="issue 9 part 2 is open: the demo's recipe reads body and plate colour on the default "
+                         "1,600-image dump (p < 1e-4 in three runs) but is not robust: the same recipe on a 1,500-image "
+                         "draw learnt nothing within the budget (README, 'What `make demo` shows'); a CI run on "
+                         "another CPU may land on either side")
+def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
+    """The demo's claim, as `plates demo` makes it (about 10 minutes on 2 cores): on held-out vehicles the tuned
+    model (real swift sft, real swift infer) beats "always the commonest training value" on one drawn attribute by
+    a margin a majority guesser reaches with probability below 1e-6 and on a second one beyond chance (p < 0.05),
+    and writes strict JSON by itself. (Measured while tuning the recipe, on the default dump: plate colour p between
+    1e-9 and 1e-22, body colour between 1e-2 and 1e-12; on a 1,500-image dump nothing beyond chance.)"""
+    from plates.demo import VISUAL_FIELDS
 
-    width, height = DEMO_IMAGE_SIZE
-    make_dump(tmp_path / "dump", E2E_IMAGES, seed=3, width=width, height=height, balanced=True)
-    dataset, model, reports = tmp_path / "dataset", tmp_path / "model", tmp_path / "reports"
-    assert main(["parse", str(tmp_path / "dump"), "-o", str(tmp_path / "records.jsonl")]) == 0
-    assert main(["build", str(tmp_path / "records.jsonl"), "-o", str(dataset), "--val-ratio", "0.2",
-                 "--seed", "3"]) == 0
-    assert main(["tiny-model", str(model), "--size", "demo"]) == 0
-    assert main(["train", "--preset", "tiny_cpu_full", "--dataset", str(dataset), "--model", str(model),
-                 "--output-dir", str(tmp_path / "runs"), *E2E_TRAIN_SETS]) == 0
-    run = next(p for p in (tmp_path / "runs").iterdir() if (p / "plates_manifest.json").is_file())
-    checkpoint = last_checkpoint(run)
-    assert main(["infer", "--model", str(checkpoint), "--dataset", str(dataset / "val.jsonl"),
-                 "-o", str(tmp_path / "results.tuned.jsonl"), "--max-new-tokens", "128", "--batch-size", "16"]) == 0
-    write_majority_results(dataset, tmp_path / "results.majority.jsonl")
-    for name in ("tuned", "majority"):
-        assert main(["eval", str(tmp_path / f"results.{name}.jsonl"), "--json", str(reports / f"{name}.json")]) == 0
-    tuned, majority = (json.loads((reports / f"{n}.json").read_text(encoding="utf-8")) for n in ("tuned", "majority"))
-    p_values = {}
-    for field in VISUAL_FIELDS:
-        stats = tuned["fields"][field]
-        p_values[field] = binomial_tail(stats["correct"], stats["support"], majority["fields"][field]["accuracy"])
-    assert len(read_jsonl(dataset / "val.jsonl")) >= 40
-    assert min(p_values.values()) < 1e-3, (p_values, scoreboard(reports))
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(workdir)]) == 0
+    out = capsys.readouterr().out
+    reports = workdir / "reports"
+    tuned, free, majority, base = (json.loads((reports / f"{n}.json").read_text(encoding="utf-8"))
+                                   for n in ("tuned", "tuned_free", "majority", "base"))
+    assert tuned["n"] >= 40
+    assert free["json_valid_rate"] >= 0.9, scoreboard(reports)
+    p_values = {f: binomial_tail(tuned["fields"][f]["correct"], tuned["fields"][f]["support"],
+                                 majority["fields"][f]["accuracy"]) for f in VISUAL_FIELDS}
+    best, second = sorted(p_values.values())[:2]
+    assert best < 1e-6 and second < 0.05, (p_values, scoreboard(reports))
+    for f in VISUAL_FIELDS:  # the untrained model does not read them
+        assert base["fields"][f]["accuracy"] <= majority["fields"][f]["accuracy"] + 0.15, scoreboard(reports)
+    assert "scoreboard" in out and "p = " in out
 
 
 def test_a_full_fine_tune_checkpoint_points_to_model(tmp_path):
