@@ -272,21 +272,32 @@ def _field(report: dict | None, name: str, key: str = "accuracy") -> float | Non
     return ((report.get("fields") or {}).get(name) or {}).get(key)
 
 
+def _load_reports(reports: Path) -> dict[str, dict | None]:
+    """The demo's reports by name (None where one is missing)."""
+    loaded = {}
+    for name, _ in REPORTS:
+        path = reports / f"{name}.json"
+        loaded[name] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return loaded
+
+
+def _drawn_attribute_tests(loaded: dict[str, dict | None]) -> list[tuple[str, int, int, float, float]]:
+    """(field, correct, support, majority accuracy, p) for each drawn attribute the reports score: p is the chance
+    that a majority guesser does as well as the tuned model (one-sided binomial test)."""
+    tuned, majority = loaded.get("tuned"), loaded.get("majority")
+    tests = []
+    for f in VISUAL_FIELDS:
+        support, correct, base = _field(tuned, f, "support"), _field(tuned, f, "correct"), _field(majority, f)
+        if support and correct is not None and base is not None:
+            tests.append((f, correct, support, base, binomial_tail(correct, support, base)))
+    return tests
+
+
 def read_drawings(reports: Path, alpha: float = 1e-3) -> tuple[list[str], list[str]]:
     """The drawn attributes the tuned model reads (it beats the majority baseline with p < ``alpha``) and those it
     does not, from the reports of a finished demo."""
-    def load(name: str) -> dict | None:
-        path = reports / f"{name}.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-    tuned, majority = load("tuned"), load("majority")
-    read, not_read = [], []
-    for f in VISUAL_FIELDS:
-        support, correct, base = _field(tuned, f, "support"), _field(tuned, f, "correct"), _field(majority, f)
-        significant = bool(support) and correct is not None and base is not None and \
-            binomial_tail(correct, support, base) < alpha
-        (read if significant else not_read).append(f)
-    return read, not_read
+    read = [f for f, *_, p in _drawn_attribute_tests(_load_reports(reports)) if p < alpha]
+    return read, [f for f in VISUAL_FIELDS if f not in read]
 
 
 def scoreboard(reports: Path) -> str:
@@ -294,10 +305,7 @@ def scoreboard(reports: Path) -> str:
     majority guesser scores the tuned model's result (one-sided binomial test)."""
     from plates.labels import PLATE_FIELDS, PLATE_NUMBER, VEHICLE_FIELDS
 
-    loaded = {}
-    for name, _ in REPORTS:
-        path = reports / f"{name}.json"
-        loaded[name] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    loaded = _load_reports(reports)
     rows = [("strict JSON", lambda r: r and r.get("json_valid_rate")),
             ("schema-valid", lambda r: r and r.get("schema_valid_rate"))]
     rows += [(f, lambda r, f=f: _field(r, f)) for f in (*VEHICLE_FIELDS, *PLATE_FIELDS) if f != PLATE_NUMBER]
@@ -309,12 +317,9 @@ def scoreboard(reports: Path) -> str:
     for title, get in rows:
         lines.append(_pad(title, widths[0]) + "".join(cell(get(loaded[n])).ljust(w)
                                                        for (n, _), w in zip(REPORTS, widths[1:])))
-    tuned = loaded.get("tuned")
-    for f in VISUAL_FIELDS:
-        support, correct, base = _field(tuned, f, "support"), _field(tuned, f, "correct"), _field(loaded["majority"], f)
-        if support and correct is not None and base is not None:
-            lines.append(f"{f}: tuned {correct}/{support} vs majority {100 * base:.1f}%: "
-                         f"p = {binomial_tail(correct, support, base):.1e} that a majority guesser does as well")
+    for f, correct, support, base, p in _drawn_attribute_tests(loaded):
+        lines.append(f"{f}: tuned {correct}/{support} vs majority {100 * base:.1f}%: "
+                     f"p = {p:.1e} that a majority guesser does as well")
     return "\n".join(lines)
 
 
@@ -355,7 +360,7 @@ def _wrap(text: str, width: int = 115) -> str:
     return textwrap.fill(" ".join(text.split()), width)
 
 
-def _closing_notes(w: Path, seconds: float, loss: str = "", read: tuple[list[str], list[str]] = ([], [])) -> str:
+def _closing_notes(w: Path, seconds: float, loss: str = "", read: tuple[list[str], list[str]] = ((), ())) -> str:
     learnt, not_learnt = read
     reading = (f"reads {', '.join(learnt)} well above the majority column (p < 1e-3)" if learnt
                else "does not yet read any drawn attribute above the majority column")

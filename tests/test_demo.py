@@ -15,7 +15,6 @@ from plates.demo import (
 from plates.io import read_jsonl, write_jsonl
 
 
-
 def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
     parser = build_parser()
     steps = demo_steps(tmp_path / "w", 24, 0)
@@ -129,10 +128,9 @@ def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue 9 part 2 is open: the demo's recipe reads body and plate colour on the default "
-                         "1,600-image dump (p < 1e-4 in three runs) but is not robust: the same recipe on a 1,500-image "
-                         "draw learnt nothing within the budget (README, 'What `make demo` shows'); a CI run on "
-                         "another CPU may land on either side")
+@pytest.mark.skip(reason="issue 9 part 2 is open: the demo's recipe reads body and plate colour in two of three "
+                         "draws (seeds 0 and 1, p <= 3e-4) but learnt nothing beyond chance on a 1,500-image draw "
+                         "(README, 'What `make demo` shows'); a CI run on another CPU may land on either side")
 def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
     """The demo's claim, as `plates demo` makes it (about 10 minutes on 2 cores): on held-out vehicles the tuned
     model (real swift sft, real swift infer) beats "always the commonest training value" on one drawn attribute by
