@@ -94,8 +94,8 @@ def _quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def demo_steps(workdir: Path, images: int, seed: int, epochs: int | None = None,
-               stage2_epochs: int | None = None) -> list[tuple[str, list[str]]]:
+def demo_steps(workdir: Path, images: int, seed: int, epochs: float | None = None,
+               stage2_epochs: float | None = None) -> list[tuple[str, list[str]]]:
     """The ordered stage invocations (title, plates argv) the demo runs; pure, so tests can inspect it.
     ``STAGE1`` stands for the stage-1 checkpoint and ``RUN`` for the stage-2 run folder, known only once each
     has trained. ``epochs`` / ``stage2_epochs`` override the presets' epoch counts."""
@@ -112,8 +112,8 @@ def demo_steps(workdir: Path, images: int, seed: int, epochs: int | None = None,
                     "--batch-size", "16"]
     ratios = [a for m in ("describe", "caption", "fuse", "reason")
               for a in (f"--{m}-ratio", str(DEMO_DESCRIPTION_RATIO))]
-    stage1_sets = ["--set", f"num_train_epochs={epochs}"] if epochs else []
-    stage2_sets = ["--set", f"num_train_epochs={stage2_epochs}"] if stage2_epochs else []
+    stage1_sets = ["--set", f"num_train_epochs={epochs:g}"] if epochs else []
+    stage2_sets = ["--set", f"num_train_epochs={stage2_epochs:g}"] if stage2_epochs else []
     steps += [
         ("build", ["build", str(records), "-o", str(dataset), "--descriptions", str(teach), *ratios,
                    "--val-ratio", str(DEMO_VAL_RATIO), "--seed", str(seed)]),
@@ -159,8 +159,8 @@ def _stage1_checkpoint(workdir: Path) -> Path:
 DEMO_MARKER = ".plates-demo"  # marks a workdir the demo made: only there may it replace dump/, records.jsonl …
 
 
-def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: int | None = None,
-             stage2_epochs: int | None = None, verbose: bool = False) -> Path:
+def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: float | None = None,
+             stage2_epochs: float | None = None, verbose: bool = False) -> Path:
     from plates.synth import make_dump
 
     _check_requirements()
@@ -397,9 +397,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path(DEFAULT_WORKDIR),
                         help=f"where every artefact goes (default: ./{DEFAULT_WORKDIR}); re-running reuses it")
     parser.add_argument("--images", type=int, default=DEMO_IMAGES,
-                        help=f"number of drawn images (default: {DEMO_IMAGES}; a tenth is held out)")
-    parser.add_argument("--epochs", type=int, help=f"stage-1 epochs (default: the {STAGE1_PRESET} preset's)")
-    parser.add_argument("--stage2-epochs", type=int, help=f"stage-2 epochs (default: the {STAGE2_PRESET} preset's)")
+                        help=f"number of drawn images (default: {DEMO_IMAGES}; {DEMO_VAL_RATIO:.0%} of the vehicles "
+                             "are held out)")
+    parser.add_argument("--epochs", type=float, help=f"stage-1 epochs (default: the {STAGE1_PRESET} preset's)")
+    parser.add_argument("--stage2-epochs", type=float, help=f"stage-2 epochs (default: the {STAGE2_PRESET} preset's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the dump and the split")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show every stage's output and stream ms-swift's (by default the teach and eval "
@@ -410,12 +411,13 @@ def run(args: argparse.Namespace) -> int:
     """Run the whole pipeline end to end on CPU with no network: draw a labelled dump, parse, teach (offline
     template teacher), build, make a tiny Qwen2.5-VL, train it in two stages with real `swift sft` (a full
     fine-tune standing in for pretraining, then LoRA + ViT), infer with real `swift infer`, and evaluate every
-    stage beside a majority baseline. Takes about 15 minutes on 2 cores."""
+    stage beside a majority baseline. Takes about 10 minutes on 2 cores."""
     if args.images < 8:
         raise UserError("--images must be at least 8 (the split needs a few vehicles on each side)")
     for name in ("epochs", "stage2_epochs"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number of epochs (e.g. 1 or 0.25)")
     run_demo(args.workdir.resolve(), args.images, args.seed, args.epochs, args.stage2_epochs, args.verbose)
     return 0
 

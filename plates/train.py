@@ -174,6 +174,29 @@ def _absolute_if_local(value: Any) -> Any:
     return str(path.resolve()) if path.exists() else value
 
 
+def _add_field_weights(options: dict[str, Any], env: dict[str, str], environ: dict[str, str],
+                       notes: list[str]) -> None:
+    """``loss_scale: plates_fields`` (per-field loss weights, plates.field_weights): check the weights now, before
+    minutes of loading, and add the plugin file that registers the strategy inside ms-swift."""
+    from plates import field_weights
+    from plates.decoding import plugin_path
+
+    if not field_weights.uses_field_weights(options.get("loss_scale")):
+        return
+    text = env.get(field_weights.FIELD_WEIGHTS_ENV, environ.get(field_weights.FIELD_WEIGHTS_ENV))
+    if text is None:
+        raise UserError(f"loss_scale {options['loss_scale']} needs {field_weights.FIELD_WEIGHTS_ENV} (e.g. "
+                        f"--env {field_weights.FIELD_WEIGHTS_ENV}=车辆颜色=5,车牌颜色=5, or the preset's ENV block)")
+    weights = field_weights.parse_field_weights(text)
+    plugins = options.get("external_plugins") or []
+    plugins = [plugins] if isinstance(plugins, str) else list(plugins)
+    plugin = str(plugin_path())
+    if plugin not in plugins:
+        plugins.append(plugin)
+    options["external_plugins"] = plugins
+    notes.append("loss weights per answer field: " + ", ".join(f"{k} x{v:g}" for k, v in weights.items()))
+
+
 def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | None = None,
                overrides: list[str] | None = None, env_overrides: list[str] | None = None,
                gpus: str | None = None, model_parallel: bool = False, nnodes: int | None = None,
@@ -253,6 +276,7 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
     if env.get("NPROC_PER_NODE") and not options.get("deepspeed") and int(env["NPROC_PER_NODE"]) > 1:
         notes.append("several processes without DeepSpeed: plain DDP (every GPU holds the whole model)")
 
+    _add_field_weights(options, env, environ, notes)
     absolute_paths(options)
     first = ("model", "dataset", "val_dataset")
     options = {**{k: options[k] for k in first if k in options}, **{k: v for k, v in options.items() if k not in first}}

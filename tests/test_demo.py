@@ -34,9 +34,9 @@ def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
     evals = [argv[argv.index("--json") + 1] for _, argv in steps if argv[0] == "eval"]
     assert [Path(e).name for e in evals] == ["majority.json", "base.json", "tuned.json",
                                              "tuned_free.json"]
-    with_epochs = demo_steps(tmp_path / "w", 24, 0, epochs=2, stage2_epochs=3)
+    with_epochs = demo_steps(tmp_path / "w", 24, 0, epochs=2, stage2_epochs=0.25)
     trains = [argv for _, argv in with_epochs if argv[0] == "train"]
-    assert "num_train_epochs=2" in trains[0] and "num_train_epochs=3" in trains[1]
+    assert "num_train_epochs=2" in trains[0] and "num_train_epochs=0.25" in trains[1]
 
 
 def _sample(answer, prompt="<image>请识别"):
@@ -87,6 +87,9 @@ def test_binomial_tail_matches_exact_sums():
 def test_too_few_images_is_a_clear_error(tmp_path, capsys):
     assert main(["demo", "--workdir", str(tmp_path), "--images", "3"]) == 2
     assert "--images must be at least" in capsys.readouterr().err
+    for bad in ("0", "-1", "nan"):
+        assert main(["demo", "--workdir", str(tmp_path), "--stage2-epochs", bad]) == 2
+        assert "--stage2-epochs must be a positive number of epochs" in capsys.readouterr().err
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
     assert main(["demo", "--workdir", str(not_a_folder), "--images", "8"]) == 2
