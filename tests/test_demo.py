@@ -131,15 +131,15 @@ def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue 9 part 2 is open: the demo's recipe reads body and plate colour in two of three "
-                         "draws (seeds 0 and 1, p <= 3e-4) but learnt nothing beyond chance on a 1,500-image draw "
-                         "(README, 'What `make demo` shows'); a CI run on another CPU may land on either side")
+@pytest.mark.skip(reason="issue 9 part 2 is open: with per-field loss weights the demo read body colour beyond "
+                         "chance (p <= 5e-9) on both draws measured with its settings, but a variant (weights on "
+                         "body colour and orientation only) learnt nothing on one of two draws: reading switches on "
+                         "late and not on every draw, and a CI run on another CPU may land on either side")
 def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
     """The demo's claim, as `plates demo` makes it (about 10 minutes on 2 cores): on held-out vehicles the tuned
     model (real swift sft, real swift infer) beats "always the commonest training value" on one drawn attribute by
-    a margin a majority guesser reaches with probability below 1e-6 and on a second one beyond chance (p < 0.05),
-    and writes strict JSON by itself. (Measured while tuning the recipe, on the default dump: plate colour p between
-    1e-9 and 1e-22, body colour between 1e-2 and 1e-12; on a 1,500-image dump nothing beyond chance.)"""
+    a margin a majority guesser reaches with probability below 1e-6, and writes strict JSON by itself. (Measured
+    with the demo's per-field loss weights: body colour p = 5e-9 on the default draw, 1e-34 with --seed 1.)"""
     from plates.demo import VISUAL_FIELDS
 
     workdir = tmp_path / "demo"
@@ -152,8 +152,7 @@ def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
     assert free["json_valid_rate"] >= 0.9, scoreboard(reports)
     p_values = {f: binomial_tail(tuned["fields"][f]["correct"], tuned["fields"][f]["support"],
                                  majority["fields"][f]["accuracy"]) for f in VISUAL_FIELDS}
-    best, second = sorted(p_values.values())[:2]
-    assert best < 1e-6 and second < 0.05, (p_values, scoreboard(reports))
+    assert min(p_values.values()) < 1e-6, (p_values, scoreboard(reports))
     for f in VISUAL_FIELDS:  # the untrained model does not read them
         assert base["fields"][f]["accuracy"] <= majority["fields"][f]["accuracy"] + 0.15, scoreboard(reports)
     assert "scoreboard" in out and "p = " in out
