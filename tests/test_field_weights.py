@@ -113,7 +113,7 @@ def test_real_swift_sft_trains_with_the_weights(tiny_model_dir, synth_dump, tmp_
     records = tmp_path / "records.jsonl"
     assert main(["parse", str(synth_dump), "-o", str(records)]) == 0
     data = tmp_path / "data"
-    assert main(["build", str(records), "-o", str(data), "--val-ratio", "0", "--description-ratio", "0"]) == 0
+    assert main(["build", str(records), "-o", str(data), "--val-ratio", "0"]) == 0
     losses = {}
     for name, extra in (("plain", []), ("weighted", ["--set", "loss_scale=plates_fields", "--env",
                                                      f"{FIELD_WEIGHTS_ENV}=" + ",".join(f"{f}=20" for f in FIELDS)])):
