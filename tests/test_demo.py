@@ -131,15 +131,16 @@ def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="issue 9 part 2 is open: with per-field loss weights the demo read body colour beyond "
-                         "chance (p <= 5e-9) on both draws measured with its settings, but a variant (weights on "
-                         "body colour and orientation only) learnt nothing on one of two draws: reading switches on "
-                         "late and not on every draw, and a CI run on another CPU may land on either side")
+@pytest.mark.skip(reason="issue 9 part 2 is open: with its per-field loss weights the demo read body colour at "
+                         "p <= 5e-9 on all three draws measured (seeds 0-2), but a variant (weights on body colour "
+                         "and orientation only) learnt nothing on one of two draws: reading switches on late and not "
+                         "on every draw, and a CI run on another CPU may land on either side")
 def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
     """The demo's claim, as `plates demo` makes it (about 10 minutes on 2 cores): on held-out vehicles the tuned
     model (real swift sft, real swift infer) beats "always the commonest training value" on one drawn attribute by
     a margin a majority guesser reaches with probability below 1e-6, and writes strict JSON by itself. (Measured
-    with the demo's per-field loss weights: body colour p = 5e-9 on the default draw, 1e-34 with --seed 1.)"""
+    with the demo's per-field loss weights: body colour p = 5e-9 on the default draw, 1e-34 with --seed 1 and
+    6e-13 with --seed 2.)"""
     from plates.demo import VISUAL_FIELDS
 
     workdir = tmp_path / "demo"
@@ -153,8 +154,18 @@ def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
     p_values = {f: binomial_tail(tuned["fields"][f]["correct"], tuned["fields"][f]["support"],
                                  majority["fields"][f]["accuracy"]) for f in VISUAL_FIELDS}
     assert min(p_values.values()) < 1e-6, (p_values, scoreboard(reports))
-    for f in VISUAL_FIELDS:  # the untrained model does not read them
-        assert base["fields"][f]["accuracy"] <= majority["fields"][f]["accuracy"] + 0.15, scoreboard(reports)
+    # The untrained model does not read them: it scores no better than one constant answer could on these images
+    # (measured on --seed 2: base 50% orientation, the share of the commonest held-out value, majority 16%).
+    from collections import Counter
+
+    from plates.labels import PLATE_GROUP, VEHICLE_GROUP
+
+    held_out = read_jsonl(workdir / "dataset" / "val_records.jsonl")
+    for f in VISUAL_FIELDS:
+        values = Counter(r["labels"][VEHICLE_GROUP][f] if f in r["labels"][VEHICLE_GROUP]
+                         else r["labels"][PLATE_GROUP][0][f] for r in held_out)
+        best_constant = max(values.values()) / len(held_out)
+        assert base["fields"][f]["accuracy"] <= best_constant + 0.05, scoreboard(reports)
     assert "scoreboard" in out and "p = " in out
 
 
