@@ -186,9 +186,8 @@ def build_infer_command(*, adapters: str | None, model: str | None, dataset: str
     check_infer_overrides(values, options)
     merged = {**options, **decode_options, **values}
     if "external_plugins" in decode_options and "external_plugins" in values:
-        mine = values["external_plugins"]
-        merged["external_plugins"] = [*(mine if isinstance(mine, list) else [mine]),
-                                      *decode_options["external_plugins"]]
+        merged["external_plugins"] = swift_cli.with_plugins(values["external_plugins"],
+                                                            *decode_options["external_plugins"])
     options = swift_cli.resolve_options("infer", merged, raw, notes=notes)
     env: dict[str, str] = dict(decode_env)
     if dataset and "ROOT_IMAGE_DIR" not in os.environ:

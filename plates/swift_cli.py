@@ -266,6 +266,14 @@ def resolve_options(command: str, options: Mapping[str, Any], raw: Mapping[str, 
     return resolved
 
 
+def with_plugins(current: Any, *plugins: str) -> list[str]:
+    """An ``external_plugins`` value (absent, one path or a list, as a preset or ``--set`` gives it) with
+    ``plugins`` added after it, each once."""
+    merged = [] if not current else [current] if isinstance(current, (str, os.PathLike)) else list(current)
+    merged = [str(p) for p in merged]
+    return merged + [p for p in plugins if p not in merged]
+
+
 def options_to_argv(options: Mapping[str, Any]) -> list[str]:
     """``{"lora_rank": 8, "target_modules": ["all-linear"], "freeze_vit": False}`` ->
     ``["--lora_rank", "8", "--target_modules", "all-linear", "--freeze_vit", "false"]``."""

@@ -181,19 +181,17 @@ def _add_field_weights(options: dict[str, Any], env: dict[str, str], environ: di
     from plates import field_weights
     from plates.decoding import plugin_path
 
-    if not field_weights.uses_field_weights(options.get("loss_scale")):
-        return
     text = env.get(field_weights.FIELD_WEIGHTS_ENV, environ.get(field_weights.FIELD_WEIGHTS_ENV))
+    if not field_weights.uses_field_weights(options.get("loss_scale")):
+        if text is not None:
+            notes.append(f"{field_weights.FIELD_WEIGHTS_ENV} is set but loss_scale is not "
+                         f"{field_weights.LOSS_SCALE_NAME}: the weights are not used")
+        return
     if text is None:
         raise UserError(f"loss_scale {options['loss_scale']} needs {field_weights.FIELD_WEIGHTS_ENV} (e.g. "
                         f"--env {field_weights.FIELD_WEIGHTS_ENV}=车辆颜色=5,车牌颜色=5, or the preset's ENV block)")
     weights = field_weights.parse_field_weights(text)
-    plugins = options.get("external_plugins") or []
-    plugins = [plugins] if isinstance(plugins, str) else list(plugins)
-    plugin = str(plugin_path())
-    if plugin not in plugins:
-        plugins.append(plugin)
-    options["external_plugins"] = plugins
+    options["external_plugins"] = swift_cli.with_plugins(options.get("external_plugins"), str(plugin_path()))
     notes.append("loss weights per answer field: " + ", ".join(f"{k} x{v:g}" for k, v in weights.items()))
 
 

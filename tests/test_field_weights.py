@@ -101,6 +101,12 @@ def test_train_plan_adds_the_plugin_and_checks_the_weights_before_launch(tiny_mo
         build_plan("tiny_cpu", data, overrides=["loss_scale=plates_fields"],
                    env_overrides=[f"{FIELD_WEIGHTS_ENV}=colour=5"], **common)
     assert "external_plugins" not in build_plan("tiny_cpu", data, **common).options
+    unused = build_plan("tiny_cpu", data, env_overrides=[f"{FIELD_WEIGHTS_ENV}=车辆颜色=5"], **common)
+    assert "external_plugins" not in unused.options
+    assert any(f"{FIELD_WEIGHTS_ENV} is set but loss_scale is not plates_fields" in n for n in unused.notes)
+    with_mine = build_plan("tiny_cpu", data, overrides=["loss_scale=plates_fields", "external_plugins=/x/mine.py"],
+                           env_overrides=[f"{FIELD_WEIGHTS_ENV}=车辆颜色=5"], **common)
+    assert with_mine.options["external_plugins"] == ["/x/mine.py", str(plugin_path())]
 
 
 @pytest.mark.slow
