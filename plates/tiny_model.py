@@ -2,8 +2,9 @@
 
 The architecture is the real one (``Qwen2_5_VLForConditionalGeneration``) shrunk to 2 decoder layers of width 32
 and a 2-block vision tower (``--size test``, the default), so ``swift sft`` / ``swift infer`` / ``swift deploy``
-exercise their real code paths on CPU in seconds; ``--size demo`` is 64 wide, and the demo's full fine-tune
-teaches it the answer format within minutes. What ms-swift hard-codes has to match the real checkpoint exactly:
+exercise their real code paths on CPU in seconds; ``--size demo`` is 64 wide with 4 attention heads and a rotary
+split that tells an image's rows apart (``build_config``), and the demo's full fine-tune teaches it the answer
+format and to read the drawings within minutes. What ms-swift hard-codes has to match the real checkpoint exactly:
 
 * the special tokens sit at the real Qwen ids (``<|endoftext|>`` = 151643 … ``<|image_pad|>`` = 151655,
   ``<|video_pad|>`` = 151656) and the embedding has the real 151936 rows, because ms-swift's Qwen template
@@ -49,8 +50,11 @@ BPE_MERGE_VOCAB = 4000
 EMBED_STD = 0.5
 # Named sizes for `plates tiny-model --size`. The demo's model is trained from scratch by a full fine-tune, where
 # the usual small initial embeddings start it at the loss of a uniform guess instead of far above it.
-SIZES = {"test": {"width": 32, "layers": 2, "embed_std": 0.5},
-         "demo": {"width": 64, "layers": 2, "embed_std": 0.05}}
+# ``heads``: the language model's attention heads (half as many key/value heads). ``rope``: "qwen" splits the
+# rotary dims as the real checkpoint does, "spatial" gives the image rows the fast ones (see build_config).
+SIZES = {"test": {"width": 32, "layers": 2, "embed_std": 0.5, "heads": 2, "rope": "qwen"},
+         "demo": {"width": 64, "layers": 2, "embed_std": 0.05, "heads": 4, "rope": "spatial"}}
+ROPES = ("qwen", "spatial")
 MIN_PIXELS = 56 * 56
 # The tests' size; the demo asks for a wider one (`plates tiny-model DIR --size demo`).
 DEFAULT_WIDTH = 32
@@ -156,26 +160,40 @@ def build_processor(tokenizer):
                                video_processor=video_processor, chat_template=CHAT_TEMPLATE)
 
 
-def build_config(width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS):
+def build_config(width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS, rope: str = "qwen", heads: int = 2):
+    """The model's configuration. M-RoPE splits each head's rotary half (head_dim / 2, fastest frequency first)
+    into temporal, height and width sections. ``rope="qwen"`` keeps the real checkpoint's split (1/4, 3/8, 3/8,
+    theta 1e6); in a 32-dim head that leaves the height and width of an image only frequencies below 0.03, and
+    every visual token of a still image shares one temporal position, so the language model sees all of an
+    image's tokens at (almost) the same place: a pretrained model has learnt its way around that, a random one
+    trained for minutes does not. ``rope="spatial"`` (the demo's) gives the fast half to the image rows and the
+    slow half to the columns (no temporal section; theta 1e4); text positions are 1-D either way. ``heads`` is the
+    language model's (the vision tower keeps 2); each pair of query heads shares one key/value head."""
     from transformers import Qwen2_5_VLConfig
 
     if width % 16 or width < 32 or layers < 1:
         raise UserError(f"tiny model: width must be a multiple of 16 (at least 32) and layers at least 1, "
                         f"not width {width}, layers {layers}")
+    if rope not in ROPES:
+        raise UserError(f"tiny model: rope must be one of {', '.join(ROPES)}, not {rope!r}")
+    if heads not in (2, 4) or (width // heads) % 8:
+        raise UserError(f"tiny model: heads must be 2 or 4 with width / heads a multiple of 8, not {heads}")
     hidden = width
-    heads = 2
-    # mrope splits each head's rotary half (head_dim / 2) into temporal, height and width sections.
     half = hidden // heads // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    if rope == "spatial":
+        mrope, theta = [0, half // 2, half - half // 2], 10000.0
+    else:
+        mrope, theta = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8], 1000000.0
     text = dict(
         vocab_size=VOCAB_SIZE, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=1, max_position_embeddings=32768, rms_norm_eps=1e-6,
+        num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
         bos_token_id=151643, eos_token_id=151645, pad_token_id=151643, tie_word_embeddings=True,
-        rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": 1000000.0},
+        rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": theta},
         use_sliding_window=False, max_window_layers=layers,
     )
     vision = dict(
-        depth=2, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=heads, in_channels=3, patch_size=14,
+        depth=2, hidden_size=hidden, intermediate_size=2 * hidden, num_heads=2, in_channels=3, patch_size=14,
         spatial_merge_size=2, temporal_patch_size=2, window_size=112, out_hidden_size=hidden,
         fullatt_block_indexes=[1], tokens_per_second=2,
     )
@@ -216,15 +234,18 @@ def _built_as(model_dir: Path) -> dict | None:
         return None
 
 
-def _same_build(model_dir: Path, seed: int, width: int, layers: int, embed_std: float) -> bool:
+def _same_build(model_dir: Path, seed: int, width: int, layers: int, embed_std: float, heads: int,
+                rope: str) -> bool:
     marker = _built_as(model_dir) or {}
     return is_complete(model_dir) and (
         marker.get("seed"), marker.get("width", DEFAULT_WIDTH), marker.get("layers", DEFAULT_LAYERS),
-        marker.get("embed_std", EMBED_STD)) == (seed, width, layers, embed_std)
+        marker.get("embed_std", EMBED_STD), marker.get("heads", 2), marker.get("rope", "qwen")
+    ) == (seed, width, layers, embed_std, heads, rope)
 
 
 def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bool = False,
-                     width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS, embed_std: float = EMBED_STD) -> Path:
+                     width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS, embed_std: float = EMBED_STD,
+                     heads: int = 2, rope: str = "qwen") -> Path:
     """Write the tiny model to ``out_dir`` and return it. Reuses a complete build of the same seed and size
     unless ``overwrite`` (a tiny model of another size is replaced); refuses to write into a non-empty folder
     that is not one.
@@ -233,7 +254,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
     start the model above the loss of a uniform guess, and a tiny model would spend its first steps pushing
     ~150k logits down one by one; zero rows move together, as one."""
     out_dir = Path(out_dir).expanduser().resolve()
-    if _same_build(out_dir, seed, width, layers, embed_std) and not overwrite:
+    if _same_build(out_dir, seed, width, layers, embed_std, heads, rope) and not overwrite:
         return out_dir
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not is_complete(out_dir):
         raise UserError(f"{out_dir} exists and is not a tiny model; choose an empty or new folder")
@@ -247,7 +268,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
         torch.manual_seed(seed)
         tokenizer = build_tokenizer()
         processor = build_processor(tokenizer)
-        config = build_config(width, layers)
+        config = build_config(width, layers, rope, heads)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
         reachable = min(i for t, i in tokenizer.get_vocab().items() if t.startswith("<|placeholder_"))
         with torch.no_grad():
@@ -259,12 +280,12 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
         processor.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         marker = {"kind": "plates tiny Qwen2.5-VL", "seed": seed, "width": width, "layers": layers,
-                  "embed_std": embed_std,
+                  "embed_std": embed_std, "heads": heads, "rope": rope,
                   "template": "qwen2_5_vl",
                   "model_type": "qwen2_5_vl", "parameters": sum(p.numel() for p in model.parameters())}
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         staging.chmod(0o755)
-        if _same_build(out_dir, seed, width, layers, embed_std) and not overwrite:
+        if _same_build(out_dir, seed, width, layers, embed_std, heads, rope) and not overwrite:
             return out_dir  # another process finished the same build first
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -281,7 +302,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="rebuild even if DIR already holds a tiny model")
     parser.add_argument("--size", choices=sorted(SIZES), default="test",
                         help="test: 32 wide, for the plumbing tests in seconds (default); demo: 64 wide with small "
-                             "initial embeddings, which a full fine-tune teaches the answer format in minutes")
+                             "initial embeddings and rotary positions that tell image rows apart, which a full "
+                             "fine-tune teaches the answer format and to read the drawings in minutes")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -150,10 +150,49 @@ def test_sizes_keep_the_rotary_sections_consistent():
     from plates.tiny_model import SIZES, build_config
 
     for size in SIZES.values():
-        config = build_config(size["width"], size["layers"])
+        config = build_config(size["width"], size["layers"], size["rope"], size["heads"])
         text = config.text_config
         head_dim = text.hidden_size // text.num_attention_heads
         assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
         assert config.vision_config.out_hidden_size == text.hidden_size
     with pytest.raises(UserError, match="width"):
         build_config(40, 2)
+    with pytest.raises(UserError, match="rope must be one of qwen, spatial"):
+        build_config(64, 2, "1d")
+    with pytest.raises(UserError, match="heads must be 2 or 4"):
+        build_config(32, 2, "qwen", 3)
+
+
+def _rotation_between_image_rows(rope: str) -> float:
+    """How far (radians, summed over a head's rotary dims) the rotary embedding turns a visual token three rows
+    below another in the same column, with the position ids the model itself gives a still image."""
+    import torch
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRotaryEmbedding
+
+    from plates.tiny_model import SIZES, build_config
+
+    demo = SIZES["demo"]
+    config = build_config(demo["width"], demo["layers"], rope, demo["heads"]).text_config
+    rotary = Qwen2_5_VLRotaryEmbedding(config)
+    start = 40
+    positions = torch.tensor([[[start], [start]], [[start], [start + 3]], [[start], [start]]])  # (t, h, w) x 2
+    cos, sin = rotary(torch.zeros(1), positions.reshape(3, 1, 2))
+    angles = torch.atan2(sin[0], cos[0])
+    return float((angles[1] - angles[0]).abs().sum() / 2)
+
+
+def test_the_demo_model_can_tell_image_rows_apart():
+    """The real checkpoint's rotary split leaves a still image's rows almost the same position for a 32-dim head
+    (the temporal section, the fast one, is constant over the image); the demo's split turns them apart."""
+    qwen, spatial = _rotation_between_image_rows("qwen"), _rotation_between_image_rows("spatial")
+    assert qwen < 0.25 < 3 < spatial, (qwen, spatial)
+
+
+def test_a_model_of_another_shape_is_not_reused(tiny_model_dir):
+    from plates.tiny_model import SIZES, _same_build
+
+    test = SIZES["test"]
+    shape = (0, test["width"], test["layers"], test["embed_std"])
+    assert _same_build(Path(tiny_model_dir), *shape, 2, "qwen")
+    assert not _same_build(Path(tiny_model_dir), *shape, 2, "spatial")
+    assert not _same_build(Path(tiny_model_dir), *shape, 4, "qwen")
