@@ -163,7 +163,7 @@ def build_processor(tokenizer):
 def build_config(width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS, rope: str = "qwen", heads: int = 2):
     """The model's configuration. M-RoPE splits each head's rotary half (head_dim / 2, fastest frequency first)
     into temporal, height and width sections. ``rope="qwen"`` keeps the real checkpoint's split (1/4, 3/8, 3/8,
-    theta 1e6); in a 32-dim head that leaves the height and width of an image only frequencies below 0.03, and
+    theta 1e6); in a 32-dim head that leaves the height and width of an image frequencies of 0.03 at most, and
     every visual token of a still image shares one temporal position, so the language model sees all of an
     image's tokens at (almost) the same place: a pretrained model has learnt its way around that, a random one
     trained for minutes does not. ``rope="spatial"`` (the demo's) gives the fast half to the image rows and the
@@ -301,8 +301,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="rebuild even if DIR already holds a tiny model")
     parser.add_argument("--size", choices=sorted(SIZES), default="test",
-                        help="test: 32 wide, for the plumbing tests in seconds (default); demo: 64 wide with small "
-                             "initial embeddings and rotary positions that tell image rows apart, which a full "
+                        help="test: 32 wide, for the plumbing tests in seconds (default); demo: 64 wide, 4 heads, "
+                             "small initial embeddings and rotary positions that tell image rows apart, which a full "
                              "fine-tune teaches the answer format and to read the drawings in minutes")
 
 
