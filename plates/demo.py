@@ -27,7 +27,7 @@ STAGE1_PLACEHOLDER = "STAGE1"  # the stage-1 (full fine-tune) checkpoint, known 
 # decoding its bounded strings still need about 200 tokens to close the JSON.
 DEMO_MAX_NEW_TOKENS = 256
 DEMO_MAX_PIXELS = 50176  # what the tiny_cpu presets train with
-DEMO_IMAGES = 1600
+DEMO_IMAGES = 3200
 DEMO_IMAGE_SIZE = (224, 168)  # plates about 100 x 30 px: a few vision tokens, big enough to read
 DEMO_MODEL_WIDTH = 64  # 32 never learns to write the JSON answer within minutes
 DEMO_VAL_RATIO = 0.05

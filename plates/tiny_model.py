@@ -12,7 +12,8 @@ format and to read the drawings within minutes. What ms-swift hard-codes has to 
 * the processor carries an image *and* a video processor;
 * the tokenizer is a byte-level BPE with Qwen's pre-tokenizer, so any text (Chinese labels, JSON) tokenizes.
   Its merges are learnt from the label vocabularies plus a small built-in corpus, so answers stay short;
-  the ids between the learnt merges and 151643 are unreachable placeholders.
+  the ids between the learnt merges and 151643 are unreachable placeholders, whose (equal) rows training can
+  treat as one closed-form term of the loss (``plates.placeholder_loss``, on in the demo's presets).
 
 The weights are random: untrained, the model reads nothing. It exists to prove the plumbing, that training moves
 the loss, and (in the demo) that what the drawings show reaches the answers after training.

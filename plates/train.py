@@ -195,6 +195,20 @@ def _add_field_weights(options: dict[str, Any], env: dict[str, str], environ: di
     notes.append("loss weights per answer field: " + ", ".join(f"{k} x{v:g}" for k, v in weights.items()))
 
 
+def _add_placeholder_loss(options: dict[str, Any], env: dict[str, str], environ: dict[str, str],
+                          notes: list[str]) -> None:
+    """``PLATES_PLACEHOLDER_LOSS=closed_form`` (plates.placeholder_loss): check the value now and add the plugin
+    file that installs the shortcut inside ms-swift."""
+    from plates.decoding import plugin_path
+    from plates.placeholder_loss import PLACEHOLDER_LOSS_ENV, placeholder_loss_mode
+
+    if placeholder_loss_mode({**environ, **env}) == "off":
+        return
+    options["external_plugins"] = swift_cli.with_plugins(options.get("external_plugins"), str(plugin_path()))
+    notes.append(f"{PLACEHOLDER_LOSS_ENV}=closed_form: the tiny model's placeholder logits are one closed-form "
+                 "term of the loss")
+
+
 def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | None = None,
                overrides: list[str] | None = None, env_overrides: list[str] | None = None,
                gpus: str | None = None, model_parallel: bool = False, nnodes: int | None = None,
@@ -275,6 +289,7 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
         notes.append("several processes without DeepSpeed: plain DDP (every GPU holds the whole model)")
 
     _add_field_weights(options, env, environ, notes)
+    _add_placeholder_loss(options, env, environ, notes)
     absolute_paths(options)
     first = ("model", "dataset", "val_dataset")
     options = {**{k: options[k] for k in first if k in options}, **{k: v for k, v in options.items() if k not in first}}

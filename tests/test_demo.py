@@ -132,12 +132,13 @@ def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
-    """The demo's claim, as `plates demo` makes it (about 10 minutes on 2 cores): on held-out vehicles the tuned
-    model (real swift sft, real swift infer) beats "always the commonest training value" on a drawn attribute by a
-    margin a majority guesser reaches with probability below 1e-5 (three attributes tested: below 3e-5 for any),
-    and writes strict JSON by itself. Measured: every drawn attribute at p <= 1.4e-4 on all three draws, the
-    smallest p 2e-7 (default draw, orientation), 2e-41 (--seed 1, body colour), 3e-23 (--seed 2, plate colour);
-    strict JSON under free decoding 88.8%, 100%, 100%."""
+    """The demo's claim, as `plates demo` makes it (about 8 minutes on 2 cores): on held-out vehicles the tuned
+    model (real swift sft, real swift infer) reads every drawn attribute, at least 80% and 20 points above "always
+    the commonest training value" (each also at a margin a majority guesser reaches with probability below
+    1e-5), and writes strict JSON by itself at least 90% of the time. Measured (body colour / orientation /
+    plate colour): 99.4 / 95.6 / 99.4% (default draw, the one this runs; training is deterministic on one machine
+    type), 95.0 / 98.1 / 100% (--seed 1), 99.4 / 95.0 / 88.1% (--seed 2); strict JSON under free decoding 100%,
+    100%, 96.2%."""
     from plates.demo import VISUAL_FIELDS
 
     workdir = tmp_path / "demo"
@@ -147,12 +148,15 @@ def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
     tuned, free, majority, base = (json.loads((reports / f"{n}.json").read_text(encoding="utf-8"))
                                    for n in ("tuned", "tuned_free", "majority", "base"))
     assert tuned["n"] >= 40
-    assert free["json_valid_rate"] >= 0.8, scoreboard(reports)
-    p_values = {f: binomial_tail(tuned["fields"][f]["correct"], tuned["fields"][f]["support"],
-                                 majority["fields"][f]["accuracy"]) for f in VISUAL_FIELDS}
-    assert min(p_values.values()) < 1e-5, (p_values, scoreboard(reports))
+    assert free["json_valid_rate"] >= 0.9, scoreboard(reports)
+    for f in VISUAL_FIELDS:
+        accuracy, baseline = tuned["fields"][f]["accuracy"], majority["fields"][f]["accuracy"]
+        assert accuracy >= 0.8 and accuracy >= baseline + 0.2, (f, scoreboard(reports))
+        p_value = binomial_tail(tuned["fields"][f]["correct"], tuned["fields"][f]["support"], baseline)
+        assert p_value < 1e-5, (f, p_value, scoreboard(reports))
     # The untrained model does not read them: it scores no better than one constant answer could on these images
-    # (measured on --seed 2: base 50% orientation, the share of the commonest held-out value, majority 16%).
+    # (measured with 1,600 drawings on --seed 2: base 50% orientation, the share of the commonest held-out value,
+    # majority 16%).
     from collections import Counter
 
     from plates.labels import PLATE_GROUP, VEHICLE_GROUP
