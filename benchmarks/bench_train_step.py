@@ -46,16 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_train_step_") as scratch:
         model_dir = args.model
         if model_dir is None:
-            demo = SIZES["demo"]
-            model_dir = build_tiny_model(Path(scratch) / "tiny", width=demo["width"], layers=demo["layers"],
-                                         embed_std=demo["embed_std"], heads=demo["heads"], rope=demo["rope"])
+            model_dir = build_tiny_model(Path(scratch) / "tiny", **SIZES["demo"])
         model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch.float32)
         vocab = AutoTokenizer.from_pretrained(str(model_dir)).get_vocab()
     model.train()
     head = model.get_output_embeddings()
-    closed = ClosedFormHead(head, placeholder_ids(vocab))
+    placeholders = placeholder_ids(vocab)
+    closed = ClosedFormHead(head, placeholders)
     generator = torch.Generator().manual_seed(0)
-    reachable = torch.tensor(sorted(i for t, i in vocab.items() if not t.startswith("<|placeholder_")))
+    reachable = torch.tensor(sorted(i for i in vocab.values() if i not in placeholders))
     input_ids = reachable[torch.randint(len(reachable), (args.batch, args.tokens), generator=generator)]
     labels = input_ids[:, -args.answer:]
 

@@ -30,10 +30,10 @@ import math
 import os
 
 from plates.errors import UserError
+from plates.tiny_model import PLACEHOLDER_PREFIX
 
 PLACEHOLDER_LOSS_ENV = "PLATES_PLACEHOLDER_LOSS"
 PLACEHOLDER_LOSS_MODES = ("closed_form", "off")
-PLACEHOLDER_PREFIX = "<|placeholder_"
 
 
 def placeholder_loss_mode(environ=os.environ) -> str:

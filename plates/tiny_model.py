@@ -45,6 +45,7 @@ SPECIAL_TOKENS = (
 NON_SPECIAL = {"<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
                "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"}
 BPE_MERGE_VOCAB = 4000
+PLACEHOLDER_PREFIX = "<|placeholder_"  # the unreachable ids' tokens: <|placeholder_N|>
 # Small processor limits: images become at most 256 visual tokens unless MAX_PIXELS says otherwise.
 # Scale of the (tied) token embeddings. With the usual 0.02 a width-32 model cannot express a confident next-token
 # prediction through the frozen head (max logit < 1), so LoRA could never move the loss; 0.5 lets it.
@@ -127,7 +128,7 @@ def build_tokenizer():
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
     # Unreachable placeholders fill the id range up to the first special token.
     for index in range(len(vocab), FIRST_SPECIAL_ID):
-        vocab[f"<|placeholder_{index}|>"] = index
+        vocab[f"{PLACEHOLDER_PREFIX}{index}|>"] = index
     # Specials are in the BPE vocab too, so registering them as added tokens keeps these exact ids.
     for offset, token in enumerate(SPECIAL_TOKENS):
         vocab[token] = FIRST_SPECIAL_ID + offset
@@ -271,7 +272,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
         processor = build_processor(tokenizer)
         config = build_config(width, layers, rope, heads)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
-        reachable = min(i for t, i in tokenizer.get_vocab().items() if t.startswith("<|placeholder_"))
+        reachable = min(i for t, i in tokenizer.get_vocab().items() if t.startswith(PLACEHOLDER_PREFIX))
         with torch.no_grad():
             embedding = model.get_input_embeddings().weight
             embedding.normal_(0.0, embed_std)
