@@ -152,10 +152,17 @@ class ParseSummary:
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+# A forked worker's file list, inherited with the fork (see _start_worker).
+_INHERITED_FILES: list[str] = []
+
+
 def _parse_chunk(task: tuple) -> tuple[list[str], list[str], ParseSummary]:
     """Parse a slice of the file list into ready-to-write JSON lines (so workers do the serialising).
-    ``task`` is (root, rels, fmt[, special]): ``special`` maps non-regular files to their kind."""
+    ``task`` is (root, rels, fmt[, special]): ``rels`` the relative paths, or a range of the inherited list;
+    ``special`` maps non-regular files to their kind."""
     root, rels, fmt = task[:3]
+    if rels.__class__ is range:
+        rels = _INHERITED_FILES[rels.start:rels.stop]
     special = task[3] if len(task) > 3 else None
     records, rejects, summary = [], [], ParseSummary()
     for rel in rels:
@@ -176,10 +183,15 @@ def _parse_chunk(task: tuple) -> tuple[list[str], list[str], ParseSummary]:
     return records, rejects, summary
 
 
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the parent, which stops the pool (a worker dying mid-task would hang it)."""
+def _start_worker(files: list[str] | None = None) -> None:
+    """Workers leave Ctrl-C to the parent, which stops the pool (a worker dying mid-task would hang it). A forked
+    worker also keeps the parent's file list (a fork's arguments are inherited, not pickled), so its tasks name
+    a range of it instead of carrying the paths through the pipe."""
     import signal
 
+    global _INHERITED_FILES
+    if files is not None:
+        _INHERITED_FILES = files
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -195,21 +207,24 @@ def parse_dump(root: str | Path, fmt: str = "auto", jobs: int = 1, files: list[s
     if files is None:
         special = {}
         files = iter_files(root, special=special)
-    tasks = [(root, files[i: i + CHUNK_FILES], fmt, special) for i in range(0, len(files), CHUNK_FILES)]
+    starts = range(0, len(files), CHUNK_FILES)
     bar = progress(total=len(files), unit="file", desc="parse", **({} if show_progress else {"disable": True}))
     try:
-        if jobs > 1 and len(tasks) > 1:
+        if jobs > 1 and len(starts) > 1:
             import multiprocessing
 
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            with context.Pool(min(jobs, len(tasks)), initializer=_ignore_interrupts) as pool:
+            fork = "fork" in multiprocessing.get_all_start_methods()
+            tasks = [(root, range(i, min(i + CHUNK_FILES, len(files))) if fork else files[i: i + CHUNK_FILES], fmt,
+                      special) for i in starts]
+            context = multiprocessing.get_context("fork" if fork else None)
+            with context.Pool(min(jobs, len(tasks)), initializer=_start_worker,
+                              initargs=(files if fork else None,)) as pool:
                 for result in pool.imap(_parse_chunk, tasks):
                     bar.update(result[2].files)
                     yield result
         else:
-            for task in tasks:
-                result = _parse_chunk(task)
+            for i in starts:
+                result = _parse_chunk((root, files[i: i + CHUNK_FILES], fmt, special))
                 bar.update(result[2].files)
                 yield result
     finally:

@@ -455,3 +455,18 @@ def test_cli_end_to_end(synth_dump, tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "plates.cli", "parse", "--help"], capture_output=True,
                                text=True, timeout=60).stdout
     assert "--format" in help_text and "rejects" in help_text
+
+
+def test_the_name_parsing_benchmark_runs_in_one_and_two_processes():
+    """bench_parse.py --names-only: its worker processes read their names from the list they inherit (as `plates
+    parse`'s do), and both rates come out."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_parse.py"
+    done = subprocess.run([sys.executable, str(script), "--names-only", "--files", "3000", "--jobs", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("  ")[1].strip(): line.split()[-2:] for line in done.stdout.splitlines()
+            if line.startswith("  ")}
+    for label in ("names of this dump", "every vehicle distinct"):
+        one, two = (float(rate.replace(",", "")) for rate in rows[label])
+        assert one > 0 and two > 0
+    assert "target >= 200,000 names/s:" in done.stdout
