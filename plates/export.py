@@ -32,6 +32,7 @@ from typing import Any
 
 from plates import swift_cli
 from plates.errors import UserError
+from plates.inference import InferenceSettings
 from plates.io import write_json
 
 QUANT_METHODS = ("awq", "gptq", "fp8", "bnb")
@@ -192,15 +193,15 @@ def verify_export(checkpoint: Path, target: Path, images: list[str], *, max_new_
     from plates.predict import run_predict
 
     template = _run_args(checkpoint).get("template")
-    common = dict(decoding=decoding, backend=backend, max_new_tokens=max_new_tokens, max_pixels=max_pixels,
-                  batch_size=batch_size, chunk_size=max(1, len(images)), overrides=["temperature=0"])
+    common = InferenceSettings(decoding=decoding, backend=backend, max_new_tokens=max_new_tokens,
+                               max_pixels=max_pixels, batch_size=batch_size, overrides=["temperature=0"])
     answers: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="plates-verify-") as scratch:
-        for name, source in (("adapter", {"adapters": str(checkpoint)}),
-                             ("export", {"model": str(target), "template": template})):
+        for name, settings in (("adapter", common.replace(adapters=str(checkpoint))),
+                               ("export", common.replace(model=str(target), template=template))):
             out = Path(scratch) / f"{name}.jsonl"
             print(f"plates export: verify: answering {len(images)} images with the {name}", file=sys.stderr)
-            summary = run_predict(images, out, **source, **common)
+            summary = run_predict(images, out, settings, chunk_size=max(1, len(images)))
             if summary.rejected:
                 raise UserError(f"--verify: {summary.rejected} verification images cannot be read")
             answers[name] = {line["image"]: line["response"] for line in read_jsonl(out)}
@@ -223,8 +224,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="answer N validation images with the checkpoint and the export and report differences")
     parser.add_argument("--verify-dataset", metavar="DATASET",
                         help="dataset JSONL whose images --verify uses (default: the run's validation set)")
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="answer length cap for --verify")
-    parser.add_argument("--decoding", choices=("schema", "free"), default="schema", help="decoding for --verify")
+    InferenceSettings.add_arguments(parser, max_new_tokens=512, include=("max_new_tokens", "decoding"),
+                                    purpose=" (for --verify)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="any other `swift export` argument, checked against the installed ms-swift")
     parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")

@@ -23,13 +23,11 @@ from typing import Any
 from plates import swift_cli
 from plates.contracts import dataset_image_root
 from plates.errors import UserError
+from plates.inference import ALL_OPTIONS, BACKENDS, DEFAULT_MAX_NEW_TOKENS, InferenceSettings  # noqa: F401
 from plates.runs import last_checkpoint, read_manifest
 from plates.tiny_model import MARKER as TINY_MARKER
 from plates.io import guard_outputs, iter_jsonl
 
-BACKENDS = {"pt": "transformers", "transformers": "transformers", "vllm": "vllm", "lmdeploy": "lmdeploy",
-            "sglang": "sglang"}
-DEFAULT_MAX_NEW_TOKENS = 1024
 
 
 def checkpoint_dir(path: str | os.PathLike) -> Path:
@@ -147,42 +145,43 @@ def generation_caps(max_new_tokens: int | None, batch_size: int | None, max_pixe
     return {key: value for key, value in caps.items() if value}
 
 
-def build_infer_command(*, adapters: str | None, model: str | None, dataset: str | None, result_path: Path,
-                        backend: str = "transformers", max_pixels: int | None = None,
-                        max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS, batch_size: int | None = None,
-                        template: str | None = None, overrides: list[str] | None = None,
-                        gpus: str | None = None, notes: list[str] | None = None,
-                        decoding: str = "schema", logprobs: bool = False) -> tuple[list[str], dict[str, str]]:
+def build_infer_command(settings: InferenceSettings | None = None, *, dataset: str | None, result_path: Path,
+                        notes: list[str] | None = None, extra_options: dict[str, Any] | None = None,
+                        **values: Any) -> tuple[list[str], dict[str, str]]:
     """Pure-ish: argv and environment for `swift infer` (reads only the checkpoint's own files).
 
-    ``decoding`` is ``schema`` (answers constrained to the answer schema, see :mod:`plates.decoding`) or ``free``."""
+    ``settings`` (or the same fields as keywords) say what answers and how; ``settings.decoding`` is ``schema``
+    (answers constrained to the answer schema, see :mod:`plates.decoding`) or ``free``. ``extra_options`` are
+    ms-swift options the caller owns (`plates predict`'s ``write_batch_size``); `--set` may not repeat them."""
     from plates.decoding import check_dataset, decoding_options
-    if not adapters and not model:
+    s = InferenceSettings.of(settings, **values)
+    if not s.adapters and not s.model:
         raise UserError("pass --adapters CHECKPOINT (a fine-tuned run) or --model MODEL (the base model)")
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; choose from {', '.join(sorted(BACKENDS))}")
-    backend = BACKENDS[backend]
+    if s.backend not in BACKENDS:
+        raise UserError(f"unknown backend {s.backend!r}; choose from {', '.join(sorted(BACKENDS))}")
+    backend = s.swift_backend
     notes = notes if notes is not None else []
-    options, max_pixels = model_source(adapters, model, backend, max_pixels=max_pixels, template=template,
+    options, max_pixels = model_source(s.adapters, s.model, backend, max_pixels=s.max_pixels, template=s.template,
                                        notes=notes, command="infer")
     if dataset:
         options["val_dataset"] = [str(dataset_file(dataset))]
-    elif adapters:
+    elif s.adapters:
         options["load_data_args"] = True
     else:
         raise UserError("--dataset is required with --model (the JSONL to answer, e.g. DATA_DIR/val.jsonl)")
-    decode_options, decode_env = decoding_options(decoding, backend)
+    decode_options, decode_env = decoding_options(s.decoding, backend)
     if decode_options:
         for path in [dataset_file(dataset)] if dataset else _trained_val_files(options.get("adapters")):
             check_dataset(path)
     options["infer_backend"] = backend
     options["stream"] = False
-    if logprobs:
+    if s.logprobs:
         options["logprobs"] = True  # per generated token; `plates eval` turns them into field confidences
-    options.update(generation_caps(max_new_tokens, batch_size, max_pixels))
+    options.update(generation_caps(s.max_new_tokens, s.batch_size, max_pixels))
+    options.update(extra_options or {})
     options["result_path"] = str(result_path)
 
-    values, raw = swift_cli.parse_overrides(overrides)
+    values, raw = swift_cli.parse_overrides(s.overrides)
     check_infer_overrides(values, options)
     merged = {**options, **decode_options, **values}
     if "external_plugins" in decode_options and "external_plugins" in values:
@@ -196,8 +195,8 @@ def build_infer_command(*, adapters: str | None, model: str | None, dataset: str
             env["ROOT_IMAGE_DIR"] = image_root
     if max_pixels:
         env["MAX_PIXELS"] = str(max_pixels)
-    if gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(swift_cli.parse_gpus(gpus))
+    if s.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(swift_cli.parse_gpus(s.gpus))
     return [*swift_cli.swift_command(), "infer", *swift_cli.options_to_argv(options)], env
 
 
@@ -215,7 +214,8 @@ def check_infer_overrides(values: dict[str, Any], options: dict[str, Any]) -> No
         if key in options and key not in ("infer_backend", "stream"):
             flag = {"model": "--model", "adapters": "--adapters", "val_dataset": "--dataset",
                     "max_batch_size": "--batch-size", "max_pixels": "--max-pixels", "template": "--template",
-                    "max_new_tokens": "--max-new-tokens", "load_data_args": "--adapters"}.get(key, key)
+                    "max_new_tokens": "--max-new-tokens", "load_data_args": "--adapters",
+                    "write_batch_size": "--chunk-size"}.get(key, key)
             raise UserError(f"`{key}` is given twice (--set {name}=… and {flag}); give it once")
 
 
@@ -254,17 +254,20 @@ def _trained_val_files(adapters: list[str] | None) -> list[Path]:
     return [Path(n) for n in names if isinstance(n, str) and Path(n).is_file()]
 
 
-def run_infer(output: str | os.PathLike, *, dry_run: bool = False, verbose: bool = False, **kwargs: Any) -> int:
+def run_infer(output: str | os.PathLike, settings: InferenceSettings | None = None, *, dataset: str | None = None,
+              dry_run: bool = False, verbose: bool = False, **values: Any) -> int:
     """Run `swift infer` into a temporary results path and move it to ``output`` only when it succeeded.
     The terminal shows a samples bar; ms-swift's whole output goes to ``OUTPUT-STEM.swift-infer.log`` beside
     ``output`` (``verbose`` streams it here too)."""
-    guard_outputs(infer_inputs(**kwargs), {"-o": output}, command="infer")
+    settings = InferenceSettings.of(settings, **values)
+    guard_outputs(infer_inputs(settings.adapters, settings.model, dataset), {"-o": output}, command="infer")
     output = Path(output).expanduser().resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         notes: list[str] = []
-        argv, env = build_infer_command(result_path=staging / "results.jsonl", notes=notes, **kwargs)
+        argv, env = build_infer_command(settings, dataset=dataset, result_path=staging / "results.jsonl",
+                                        notes=notes)
         for note in notes:
             print(f"plates infer: note: {note}", file=sys.stderr)
         if dry_run:
@@ -282,7 +285,6 @@ def run_infer(output: str | os.PathLike, *, dry_run: bool = False, verbose: bool
         if not produced.is_file():
             raise UserError(f"ms-swift finished but wrote no results (see {log_path})")
         answered = count_samples(produced)
-        dataset = kwargs.get("dataset")
         if dataset:
             expected = count_samples(dataset_file(dataset))
             if answered != expected:
@@ -290,7 +292,7 @@ def run_infer(output: str | os.PathLike, *, dry_run: bool = False, verbose: bool
                       "so results no longer line up with the dataset by position", file=sys.stderr)
         from plates.decoding import DEFAULT_MODE, record_decoding
 
-        record_decoding(produced, output, kwargs.get("decoding") or DEFAULT_MODE)
+        record_decoding(produced, output, settings.decoding or DEFAULT_MODE)
         print(f"plates infer: {answered} results -> {output} in {run.seconds:.0f} s (ms-swift log: {log_path})",
               file=sys.stderr)
         return 0
@@ -301,32 +303,11 @@ def run_infer(output: str | os.PathLike, *, dry_run: bool = False, verbose: bool
 # ---- CLI ------------------------------------------------------------------------------------------------------
 
 def _configure_infer(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--adapters", help="LoRA checkpoint from `plates train` (checkpoint-N, or its run folder "
-                                           "for the last checkpoint)")
-    source.add_argument("--model", help="a model without adapters (hub id or folder): the base model for a "
-                                        "before/after comparison, or a `plates export` merged model")
+    InferenceSettings.add_arguments(parser, command="infer", include=("source",))
     parser.add_argument("--dataset", help="JSONL to answer, or a `plates build` folder (uses val.jsonl); default "
                                           "with --adapters: the validation set the run trained with")
     parser.add_argument("-o", "--output", required=True, help="results JSONL to write (replaced atomically)")
-    parser.add_argument("--backend", default="transformers", choices=sorted(BACKENDS),
-                        help="inference engine (pt = transformers; vllm needs a merged model when the vision "
-                             "tower was trained)")
-    parser.add_argument("--max-pixels", type=int, help="image pixel cap; default: what the run trained with")
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
-                        help=f"answer length cap in tokens (default {DEFAULT_MAX_NEW_TOKENS})")
-    parser.add_argument("--batch-size", type=int, help="samples per forward pass (max_batch_size)")
-    parser.add_argument("--decoding", default="schema", choices=("schema", "free"),
-                        help="schema (default): every answer valid against eval/answer.schema.json by "
-                             "construction (xgrammar for transformers, a regex for vllm); free: unconstrained. "
-                             "Recorded in every results line as \"decoding\"")
-    parser.add_argument("--logprobs", action="store_true",
-                        help="keep each generated token's log-probability in the results (ms-swift --logprobs "
-                             "true): `plates eval` then reports per-field confidence and risk–coverage")
-    parser.add_argument("--template", help="ms-swift template, e.g. qwen2_5_vl (needed for some local models)")
-    parser.add_argument("--gpus", help="GPUs to use, e.g. 0 (sets CUDA_VISIBLE_DEVICES)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="any other `swift infer` argument, checked against the installed ms-swift")
+    InferenceSettings.add_arguments(parser, command="infer", include=[o for o in ALL_OPTIONS if o != "source"])
     parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="stream ms-swift's whole output here (it always goes to OUTPUT-STEM.swift-infer.log "
@@ -341,10 +322,7 @@ def _run_infer(args: argparse.Namespace) -> int:
       plates infer --adapters output/v0-…/checkpoint-300 --dataset data/ -o results/finetuned.jsonl
       plates infer --model Qwen/Qwen2.5-VL-7B-Instruct --dataset data/val.jsonl -o results/base.jsonl
     """
-    return run_infer(args.output, dry_run=args.dry_run, adapters=args.adapters, model=args.model,
-                     dataset=args.dataset, backend=args.backend, max_pixels=args.max_pixels,
-                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, template=args.template,
-                     overrides=args.overrides, gpus=args.gpus, decoding=args.decoding, logprobs=args.logprobs,
+    return run_infer(args.output, InferenceSettings.from_args(args), dataset=args.dataset, dry_run=args.dry_run,
                      verbose=args.verbose)
 
 

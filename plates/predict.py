@@ -23,24 +23,30 @@ token and pixel caps); a re-run with other settings into the same file is refuse
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
+from plates.decoding import MODES as DECODINGS
 from plates.errors import UserError
-from plates.io import dump_json_line, guard_outputs, iter_jsonl, progress, sha256_file, write_jsonl
+from plates.inference import InferenceSettings
+from plates.io import check_output_file, dump_json_line, guard_outputs, iter_jsonl, progress, sha256_file, write_jsonl
+from plates.launch import Nodes, stop_on_signals
 
 DEFAULT_CHUNK = 256
 DEFAULT_MAX_NEW_TOKENS = 512
-DECODINGS = ("schema", "free")
+ENGINE_RUN_IMAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,7 @@ def settings_fingerprint(options: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def _sample(candidate: Candidate) -> dict[str, Any]:
+def sample(candidate: Candidate) -> dict[str, Any]:
     from plates.build import EXTRACTION_PROMPT, IMAGE_TAG
 
     return {"messages": [{"role": "user", "content": IMAGE_TAG + EXTRACTION_PROMPT}], "images": [candidate.path]}
@@ -253,48 +259,131 @@ def _result_image(row: dict[str, Any]) -> str:
     return image if isinstance(image, str) else ""
 
 
-def answer_chunk(chunk: list[Candidate], workdir: Path, *, infer_kwargs: dict[str, Any],
-                 log_tail: list[str]) -> list[dict[str, Any]]:
-    """Answer one chunk with `swift infer`; the result rows in chunk order."""
+class PredictInterrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP during a run: the engine was stopped, what was answered is kept."""
+
+    def __init__(self, signum: int, summary: "PredictSummary"):
+        super().__init__(signum)
+        self.signum, self.summary = signum, summary
+
+
+class Answers:
+    """Turns ms-swift's results into output lines while `swift infer` writes them.
+
+    `swift infer --write_batch_size N` appends every N answers to its ``result_path`` (on rank 0, gathered from
+    every rank), each line naming its image. A thread polls the file; each batch of complete lines becomes one
+    write and one fsync of the output. Lines are matched by image path, not position, so an answer can never be
+    filed under another image whatever order the ranks' answers arrive in."""
+
+    def __init__(self, pending: list[Candidate], result: Path, *, log: Any, summary: "PredictSummary",
+                 settings: str, decoding: str, bar: Any):
+        from plates.schema import answer_validator
+
+        self.pending, self.result, self.log, self.summary = pending, result, log, summary
+        self.settings, self.decoding, self.bar = settings, decoding, bar
+        self.validator = answer_validator()
+        self.index = {os.path.normpath(c.path): i for i, c in enumerate(pending)}
+        self.answered: set[int] = set()
+        self.offset = 0
+        self.partial = b""
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def drain(self) -> None:
+        with self.lock:
+            if self.error is not None:
+                return
+            try:
+                self._drain()
+            except Exception as exc:  # noqa: BLE001 - reported by the main thread once ms-swift stopped
+                self.error = exc
+
+    def _drain(self) -> None:
+        try:
+            with open(self.result, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(data)
+        *complete, self.partial = (self.partial + data).split(b"\n")
+        lines = []
+        for raw in complete:
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                raise UserError("swift infer wrote a result line that is not JSON; answers from there on were "
+                                "not kept") from None
+            image = os.path.normpath(_result_image(row) or ".")
+            number = self.index.get(image)
+            if number is None or number in self.answered:
+                raise UserError(f"swift infer answered {image}, which was not asked or was answered already; "
+                                "answers from there on were not kept")
+            self.answered.add(number)
+            candidate = self.pending[number]
+            response = row.get("response")
+            described = describe_answer(response, self.validator)
+            lines.append({"key": candidate.key, "image": candidate.path, "sha256": candidate.sha256, **described,
+                          "response": response, "confidence": _confidences(response, row),
+                          "decoding": self.decoding, "settings": self.settings})
+            self.summary.parsed += described["answer"] is not None
+            self.summary.schema_valid += described["schema_valid"]
+        if lines:
+            _append_all(self.log, lines)
+            self.summary.answered += len(lines)
+            self.summary.chunks += 1
+            self.bar.update(len(lines))
+
+    def _follow(self) -> None:
+        while not self._stop.wait(0.25):
+            self.drain()
+
+    def __enter__(self) -> "Answers":
+        self._thread = threading.Thread(target=self._follow, name="plates-predict-results", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.drain()  # whatever ms-swift wrote before it stopped, a Ctrl-C included, is kept
+
+
+def _read_keys(output: Path) -> set[str]:
+    """The keys already answered, read only (a worker machine of a multi-machine run never writes the output)."""
+    if not output.is_file():
+        return set()
+    return {line["key"] for _, line in iter_jsonl(output, []) if isinstance(line, dict)
+            and isinstance(line.get("key"), str)}
+
+
+def engine_segments(pending: list[Candidate], logprobs: bool) -> list[list[Candidate]]:
+    """The pending images split into runs of one `swift infer` each. ms-swift keeps every answer of a run in
+    memory until it ends (its ``result_list``), so a run is capped at :data:`ENGINE_RUN_IMAGES` images (a fifth
+    of that with token log-probabilities, which are large): one model load per 100,000 images."""
+    size = ENGINE_RUN_IMAGES // 5 if logprobs else ENGINE_RUN_IMAGES
+    return [pending[i: i + size] for i in range(0, len(pending), size)]
+
+
+def run_predict(inputs: list[str], output: str | os.PathLike, settings: InferenceSettings | None = None, *,
+                chunk_size: int = DEFAULT_CHUNK, rejects: str | os.PathLike | None = None, dry_run: bool = False,
+                nodes: Nodes | None = None, verbose: bool = False, **values: Any) -> PredictSummary:
+    """Answer every image in ``inputs`` into ``output`` (resumable), rejects into ``rejects``. ``settings`` (or
+    its fields as keywords; predict's answer cap defaults to 512 tokens) say what answers and how, ``nodes``
+    how the run spreads over GPUs and machines."""
     from plates import swift_cli
-    from plates.infer import build_infer_command
-
-    dataset = workdir / "chunk.jsonl"
-    result = workdir / "results.jsonl"
-    result.unlink(missing_ok=True)
-    write_jsonl(dataset, (_sample(c) for c in chunk))
-    argv, env = build_infer_command(dataset=str(dataset), result_path=result, **infer_kwargs)
-
-    def keep(line: str) -> None:
-        log_tail.append(line)
-        del log_tail[:-40]
-
-    code = swift_cli.run_streaming(argv, env, on_line=keep, echo=False)
-    if code != 0:
-        tail = "\n".join(log_tail[-25:])
-        raise UserError(f"swift infer exited with {code}; answers so far are kept, re-run to continue.\n{tail}")
-    rows = [row for _, row in iter_jsonl(result)] if result.is_file() else []
-    if len(rows) != len(chunk):
-        raise UserError(f"swift infer returned {len(rows)} answers for {len(chunk)} images; nothing of this chunk "
-                        "was kept, re-run to retry it")
-    for row, candidate in zip(rows, chunk):
-        image = _result_image(row)
-        if image and os.path.normpath(image) != os.path.normpath(candidate.path):
-            raise UserError(f"swift infer answered {image} where {candidate.path} was expected; chunk not kept")
-    return rows
-
-
-def run_predict(inputs: list[str], output: str | os.PathLike, *, adapters: str | None = None, model: str | None = None,
-                decoding: str = "schema", backend: str = "transformers", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                batch_size: int | None = None, max_pixels: int | None = None, template: str | None = None,
-                logprobs: bool = False, chunk_size: int = DEFAULT_CHUNK, overrides: list[str] | None = None,
-                rejects: str | os.PathLike | None = None, gpus: str | None = None,
-                dry_run: bool = False) -> PredictSummary:
-    """Answer every image in ``inputs`` into ``output`` (resumable), rejects into ``rejects``."""
     from plates.infer import build_infer_command, checkpoint_dir
-    from plates.schema import answer_validator
+    from plates.launch import check_gpus_present
     from plates.teach import OutputLog
 
+    settings = InferenceSettings.of(settings or InferenceSettings(max_new_tokens=DEFAULT_MAX_NEW_TOKENS), **values)
+    nodes = nodes or Nodes()
+    adapters, model, decoding = settings.adapters, settings.model, settings.decoding
     if not adapters and not model:
         raise UserError("pass --adapters CHECKPOINT (a fine-tuned run) or --model MODEL")
     if decoding not in DECODINGS:
@@ -306,73 +395,120 @@ def run_predict(inputs: list[str], output: str | os.PathLike, *, adapters: str |
     file_inputs = [p for p in inputs if not Path(p).is_dir()]
     guard_outputs({"INPUT": p for p in file_inputs} if len(file_inputs) == 1 else file_inputs,
                   {"-o": output, "--rejects": rejects}, command="predict")
+    log_path = output.with_name(f"{output.stem}.swift-infer.log")
+    check_output_file(log_path, "the ms-swift log")
 
     notes: list[str] = []
-    infer_kwargs: dict[str, Any] = dict(adapters=adapters, model=model, backend=backend, max_pixels=max_pixels,
-                                        max_new_tokens=max_new_tokens, batch_size=batch_size, template=template,
-                                        overrides=overrides, gpus=gpus, decoding=decoding, logprobs=logprobs)
-    settings = settings_fingerprint({
+    settings_key = settings_fingerprint({
         "adapters": str(checkpoint_dir(adapters)) if adapters else None, "model": model, "decoding": decoding,
-        "max_new_tokens": max_new_tokens, "max_pixels": max_pixels, "template": template,
-        "overrides": sorted(overrides or [])})
+        "max_new_tokens": settings.max_new_tokens, "max_pixels": settings.max_pixels, "template": settings.template,
+        "overrides": sorted(settings.overrides or [])})
+    vllm = settings.swift_backend == "vllm"
+    # Under torchrun every vLLM rank holds one GPU (ms-swift's external launcher), tensor parallel or not.
+    launch_env = dataclasses.replace(nodes, model_parallel=False).env(settings.gpus) if (
+        vllm and nodes.several_machines) else nodes.env(settings.gpus)
+    extra: dict[str, Any] = {"write_batch_size": chunk_size}
+    if nodes.model_parallel and settings.gpus and vllm:
+        extra["vllm_tensor_parallel_size"] = len(swift_cli.parse_gpus(settings.gpus))
+    if not dry_run:
+        check_gpus_present(settings.gpus)
+    worker = (nodes.node_rank or 0) > 0
 
     start = time.monotonic()
-    output.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="plates-predict-"))
+    summary = PredictSummary(out=str(output))
     try:
+        dataset, result = workdir / "pending.jsonl", workdir / "results.jsonl"
         # Built once up front: bad options fail before any image is read, and notes are shown once.
-        placeholder = workdir / "chunk.jsonl"
-        placeholder.write_text("{}\n", encoding="utf-8")
-        argv, env = build_infer_command(dataset=str(placeholder), result_path=workdir / "results.jsonl",
-                                        notes=notes, **infer_kwargs)
+        dataset.write_text("{}\n", encoding="utf-8")
+        argv, env = build_infer_command(settings, dataset=str(dataset), result_path=result, notes=notes,
+                                        extra_options=extra)
+        env.update(launch_env)
+        if launch_env.get("NPROC_PER_NODE") or nodes.several_machines:
+            notes.append(f"{launch_env.get('NPROC_PER_NODE', '1')} process(es) per machine on {nodes.nnodes or 1} "
+                         "machine(s): ms-swift shards each chunk over the ranks and rank 0 writes every answer")
+        if nodes.several_machines:
+            notes.append("every machine must see the same INPUT paths and the same -o file (a shared file system) "
+                         "and run this same command with its own --node-rank")
         for note in dict.fromkeys(notes):
             print(f"plates predict: note: {note}", file=sys.stderr)
-        candidates, rejected = collect_inputs(inputs, exclude=(output, rejects))
+        candidates, rejected = collect_inputs(inputs, exclude=(output, rejects, log_path))
         summary = PredictSummary(out=str(output), files=len(candidates) + len(rejected), images=len(candidates),
                                  rejected=len(rejected))
         summary.reject_codes.update(r["code"] for r in rejected)
         if dry_run:
-            from plates import swift_cli
-
             print(swift_cli.format_command(swift_cli.redact_argv(argv), swift_cli.redact_env(env)))
-            print(f"plates predict: would answer {len(candidates)} images in chunks of {chunk_size} "
-                  f"(the dataset above is one chunk); {len(rejected)} rejected", file=sys.stderr)
+            print(f"plates predict: would answer {len(candidates)} images with one `swift infer` (the model loaded "
+                  f"once), appending and fsyncing answers every {chunk_size} images; {len(rejected)} rejected",
+                  file=sys.stderr)
             return summary
-        write_jsonl(rejects, rejected)
-        log = OutputLog(output)
-        try:
-            recovered = log.recover()
-            summary.torn_bytes = recovered.torn_bytes
-            _check_settings(output, settings)
-            pending = [c for c in candidates if c.key not in recovered.keys]
-            summary.skipped = len(candidates) - len(pending)
-            validator = answer_validator()
-            log_tail: list[str] = []
-            with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
-                for start_at in range(0, len(pending), chunk_size):
-                    chunk = pending[start_at: start_at + chunk_size]
-                    rows = answer_chunk(chunk, workdir, infer_kwargs=infer_kwargs, log_tail=log_tail)
-                    lines = []
-                    for candidate, row in zip(chunk, rows):
-                        response = row.get("response")
-                        described = describe_answer(response, validator)
-                        lines.append({"key": candidate.key, "image": candidate.path, "sha256": candidate.sha256,
-                                      **described, "response": response,
-                                      "confidence": _confidences(response, row), "settings": settings})
-                        summary.parsed += described["answer"] is not None
-                        summary.schema_valid += described["schema_valid"]
-                    _append_all(log, lines)
-                    summary.answered += len(chunk)
-                    summary.chunks += 1
-                    bar.update(len(chunk))
-        finally:
-            log.close()
+        with stop_on_signals():
+            try:
+                if worker:
+                    pending = [c for c in candidates if c.key not in _read_keys(output)]
+                    summary.skipped = len(candidates) - len(pending)
+                    _answer_as_worker(pending, dataset, argv, env, log_path, verbose, summary, settings.logprobs)
+                else:
+                    _answer(candidates, rejected, rejects, output, dataset, result, argv, env, log_path, verbose,
+                            summary, settings_key, settings, OutputLog)
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", None)
+                raise PredictInterrupted(signum if isinstance(signum, int) else signal.SIGINT, summary) from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    summary.seconds = time.monotonic() - start
+        summary.seconds = time.monotonic() - start
     return summary
 
 
+def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, output: Path, dataset: Path,
+            result: Path, argv: list[str], env: dict[str, str], log_path: Path, verbose: bool,
+            summary: PredictSummary, settings_key: str, settings: InferenceSettings, output_log: Any) -> None:
+    """The master's run: pending images through one `swift infer` per segment, answers appended as written."""
+    write_jsonl(rejects, rejected)
+    log = output_log(output)
+    try:
+        recovered = log.recover()
+        summary.torn_bytes = recovered.torn_bytes
+        _check_settings(output, settings_key)
+        pending = [c for c in candidates if c.key not in recovered.keys]
+        summary.skipped = len(candidates) - len(pending)
+        with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
+            for segment in engine_segments(pending, settings.logprobs):
+                write_jsonl(dataset, (sample(c) for c in segment))
+                result.unlink(missing_ok=True)
+                answers = Answers(segment, result, log=log, summary=summary, settings=settings_key,
+                                  decoding=settings.decoding, bar=bar)
+                with answers:
+                    run = _run_engine(argv, env, log_path, verbose)
+                if answers.error is not None:
+                    raise answers.error
+                if run.code != 0:
+                    raise UserError(f"swift infer exited with {run.code}; {summary.answered} answers are kept in "
+                                    f"{output}, re-run to continue (ms-swift log: {log_path})")
+                got = len(answers.answered)
+                if got != len(segment):
+                    raise UserError(f"swift infer returned {got} answers for {len(segment)} images; they are kept, "
+                                    f"re-run to answer the rest (ms-swift log: {log_path})")
+    finally:
+        log.close()
+
+
+def _answer_as_worker(pending: list[Candidate], dataset: Path, argv: list[str], env: dict[str, str],
+                      log_path: Path, verbose: bool, summary: PredictSummary, logprobs: bool) -> None:
+    """A machine of node rank > 0: it answers its share of each chunk; rank 0 gathers and writes every answer."""
+    for segment in engine_segments(pending, logprobs):
+        write_jsonl(dataset, (sample(c) for c in segment))
+        run = _run_engine(argv, env, log_path, verbose)
+        if run.code != 0:
+            raise UserError(f"swift infer exited with {run.code} (ms-swift log: {log_path})")
+    print(f"plates predict: this machine answered its share of {len(pending)} images; node 0 wrote them to "
+          f"{summary.out}", file=sys.stderr)
+
+
+def _run_engine(argv: list[str], env: dict[str, str], log_path: Path, verbose: bool) -> Any:
+    from plates import swift_cli
+
+    return swift_cli.run_swift(argv, env, log_path=log_path, verbose=verbose, who="plates predict")
 def _append_all(log: Any, lines: list[dict[str, Any]]) -> None:
     """All of a chunk's lines in one write and one fsync (a kill mid-write leaves at most one torn line,
     which the next run cuts; whole lines before it are kept and skipped)."""
@@ -395,57 +531,55 @@ def _check_settings(output: Path, settings: str) -> None:
 
 # ---- CLI -----------------------------------------------------------------------------------------------------
 
-def add_generation_arguments(parser: argparse.ArgumentParser, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
-    """The generation options `plates predict` shares with `plates infer` (and `plates export --verify`)."""
-    from plates.infer import BACKENDS
-
-    parser.add_argument("--decoding", choices=DECODINGS, default="schema",
-                        help="schema: constrain answers to eval/answer.schema.json where the backend allows "
-                             "(default); free: unconstrained")
-    parser.add_argument("--backend", default="transformers", choices=sorted(BACKENDS), help="inference engine")
-    parser.add_argument("--max-pixels", type=int, help="image pixel cap; default: what the run trained with")
-    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
-                        help=f"answer length cap in tokens (default {max_new_tokens})")
-    parser.add_argument("--batch-size", type=int, help="images per forward pass (max_batch_size)")
-    parser.add_argument("--template", help="ms-swift template, e.g. qwen2_5_vl (needed for some local models)")
-    parser.add_argument("--gpus", help="GPUs to use, e.g. 0 (sets CUDA_VISIBLE_DEVICES)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="any other `swift infer` argument, checked against the installed ms-swift")
-
-
 def _configure(parser: argparse.ArgumentParser) -> None:
+    from plates.launch import add_distributed_arguments
+
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders (searched recursively, any names) or a records JSONL")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="answers JSONL (appended to; a re-run continues where it stopped)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--adapters", help="LoRA checkpoint from `plates train` (or its run folder)")
-    source.add_argument("--model", help="a model without adapters: a `plates export` folder, or a hub id")
+    InferenceSettings.add_arguments(parser, command="infer", max_new_tokens=DEFAULT_MAX_NEW_TOKENS, unit="images",
+                                    helps={"gpus": "GPUs to use, e.g. 0,1,2,3: one ms-swift process per GPU, each "
+                                                   "answering its share (data parallel; sets CUDA_VISIBLE_DEVICES and "
+                                                   "NPROC_PER_NODE)"})
     parser.add_argument("--rejects", metavar="PATH", help="default: OUT with .rejects.jsonl")
-    add_generation_arguments(parser)
-    parser.add_argument("--logprobs", action="store_true",
-                        help="keep token log-probabilities and write a per-field confidence (for `plates audit`)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
-                        help=f"images per `swift infer` call; the unit of resumption (default {DEFAULT_CHUNK})")
+                        help=f"answers are appended and fsynced every N images, so a kill loses at most N "
+                             f"(ms-swift's write_batch_size; default {DEFAULT_CHUNK}); the model is loaded once "
+                             "per run whatever N")
+    add_distributed_arguments(parser, model_parallel_help="with several --gpus: one process spreading the model over "
+                                                          "them (transformers) or vLLM tensor parallel, for a model "
+                                                          "too large for one GPU")
     parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON")
-    parser.add_argument("--dry-run", action="store_true", help="check the inputs and print the command; answer nothing")
+    parser.add_argument("--dry-run", action="store_true", help="check the inputs and print the launch; answer nothing")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="stream ms-swift's whole output here (it always goes to OUT-STEM.swift-infer.log "
+                             "beside -o)")
 
 
 def _run(args: argparse.Namespace) -> int:
     """Answer new, unlabelled images with a trained model: one JSON line per image (the normalised answer, the raw
     response, schema validity and violations, per-field confidence with --logprobs). Unreadable, non-image and
-    corrupt files go to OUT.rejects.jsonl with a reason. Interrupted runs continue where they stopped: re-run the
-    same command (each image is answered exactly once).
+    corrupt files go to OUT.rejects.jsonl with a reason. One `swift infer` answers every pending image (the model
+    is loaded once); answers are appended every --chunk-size images. Interrupted runs (Ctrl-C, SIGTERM, a kill)
+    continue where they stopped: re-run the same command (each image is answered exactly once).
 
     examples:
       plates predict /data/new_images -o preds.jsonl --adapters output/v0-…/checkpoint-300
       plates predict records.jsonl -o preds.jsonl --adapters RUN --logprobs     # then: plates audit
+      plates predict /data/new_images -o preds.jsonl --model MERGED --gpus 0,1,2,3
+      plates predict /shared/images -o /shared/preds.jsonl --model MERGED --gpus 0,1,2,3 \\
+          --nnodes 2 --node-rank 0 --master-addr 10.0.0.1      # and --node-rank 1 on the second machine
     """
-    summary = run_predict(args.inputs, args.output, adapters=args.adapters, model=args.model, decoding=args.decoding,
-                          backend=args.backend, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                          max_pixels=args.max_pixels, template=args.template, logprobs=args.logprobs,
-                          chunk_size=args.chunk_size, overrides=args.overrides, rejects=args.rejects, gpus=args.gpus,
-                          dry_run=args.dry_run)
+    try:
+        summary = run_predict(args.inputs, args.output, InferenceSettings.from_args(args), chunk_size=args.chunk_size,
+                              rejects=args.rejects, dry_run=args.dry_run, nodes=Nodes.from_args(args),
+                              verbose=args.verbose)
+    except PredictInterrupted as stop:
+        name = signal.Signals(stop.signum).name if stop.signum in set(signal.Signals) else str(stop.signum)
+        print(f"plates predict: stopped by {name}; {stop.summary.answered} new answers kept in {stop.summary.out} "
+              "(re-run the same command to answer the rest)", file=sys.stderr)
+        return 128 + int(stop.signum)
     if args.summary and not args.dry_run:
         from plates.io import write_json
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from plates import swift_cli
 from plates.errors import UserError
+from plates.inference import BACKENDS, InferenceSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -59,70 +60,55 @@ def image_message(image: str | os.PathLike, text: str | None = None) -> dict[str
                                         {"type": "text", "text": text if text is not None else prompt()}]}
 
 
-def build_serve_command(*, adapters: str | None, model: str | None, host: str = DEFAULT_HOST,
-                        port: int = DEFAULT_PORT, served_model_name: str = DEFAULT_NAME, backend: str = "transformers",
-                        decoding: str = "schema", max_pixels: int | None = None,
-                        max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS, batch_size: int | None = None,
-                        template: str | None = None, api_key_env: str | None = None,
-                        overrides: list[str] | None = None, gpus: str | None = None,
-                        notes: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """argv and environment for `swift deploy` (reads only the checkpoint's own files)."""
+def build_serve_command(settings: InferenceSettings | None = None, *, host: str = DEFAULT_HOST,
+                        port: int = DEFAULT_PORT, served_model_name: str = DEFAULT_NAME,
+                        api_key_env: str | None = None, notes: list[str] | None = None,
+                        **values: Any) -> tuple[list[str], dict[str, str]]:
+    """argv and environment for `swift deploy` (reads only the checkpoint's own files); ``settings`` (or its
+    fields as keywords, serve's own default answer cap of 512 tokens) say what answers and how."""
     from plates.decoding import decoding_options
-    from plates.infer import BACKENDS, generation_caps, model_source
+    from plates.infer import generation_caps, model_source
 
-    if not adapters and not model:
+    s = InferenceSettings.of(settings or InferenceSettings(max_new_tokens=DEFAULT_MAX_NEW_TOKENS), **values)
+    if not s.adapters and not s.model:
         raise UserError("pass --adapters CHECKPOINT (a fine-tuned run) or --model MODEL (e.g. a merged export)")
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r}; choose from {', '.join(sorted(BACKENDS))}")
+    if s.backend not in BACKENDS:
+        raise UserError(f"unknown backend {s.backend!r}; choose from {', '.join(sorted(BACKENDS))}")
     if not 0 < port < 65536:
         raise UserError(f"--port {port}: not a TCP port")
-    backend = BACKENDS[backend]
+    backend = s.swift_backend
     notes = notes if notes is not None else []
-    options, max_pixels = model_source(adapters, model, backend, max_pixels=max_pixels, template=template,
+    options, max_pixels = model_source(s.adapters, s.model, backend, max_pixels=s.max_pixels, template=s.template,
                                        notes=notes, command="serve")
     options.update(infer_backend=backend, host=host, port=port, served_model_name=served_model_name)
-    options.update(generation_caps(max_new_tokens, batch_size, max_pixels))
+    options.update(generation_caps(s.max_new_tokens, s.batch_size, max_pixels))
     env: dict[str, str] = {}
     if api_key_env:
         key = os.environ.get(api_key_env)
         if not key:
             raise UserError(f"--api-key-env {api_key_env}: that environment variable is not set")
         options["api_key"] = key
-    decode_options, decode_env = decoding_options(decoding, backend)
-    values, raw = swift_cli.parse_overrides(overrides)
+    decode_options, decode_env = decoding_options(s.decoding, backend)
+    values, raw = swift_cli.parse_overrides(s.overrides)
     options = swift_cli.resolve_options("deploy", {**options, **decode_options, **values}, raw, notes=notes)
     env.update(decode_env)
     if max_pixels:
         env["MAX_PIXELS"] = str(max_pixels)
-    if gpus is not None:
-        from plates.train import parse_gpus
-
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(parse_gpus(gpus))
+    if s.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(swift_cli.parse_gpus(s.gpus))
     return [*swift_cli.swift_command(), "deploy", *swift_cli.options_to_argv(options)], env
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    from plates.infer import BACKENDS
-
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--adapters", help="LoRA checkpoint from `plates train` (or its run folder)")
-    source.add_argument("--model", help="a model without adapters: a `plates export` folder, or a hub id")
+    InferenceSettings.add_arguments(parser, command="deploy", include=("source",), source_required=False)
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; "
                                                               "0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"model name clients send (default {DEFAULT_NAME})")
-    parser.add_argument("--decoding", choices=("schema", "free"), default="schema",
-                        help="schema: every answer valid against eval/answer.schema.json (default); free: unconstrained")
-    parser.add_argument("--backend", default="transformers", choices=sorted(BACKENDS), help="inference engine")
-    parser.add_argument("--max-pixels", type=int, help="image pixel cap; default: what the run trained with")
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
-                        help=f"answer length cap in tokens (default {DEFAULT_MAX_NEW_TOKENS})")
-    parser.add_argument("--batch-size", type=int, help="requests per forward pass (max_batch_size)")
-    parser.add_argument("--template", help="ms-swift template, e.g. qwen2_5_vl (needed for some local models)")
+    InferenceSettings.add_arguments(parser, command="deploy", max_new_tokens=DEFAULT_MAX_NEW_TOKENS, unit="requests",
+                                    include=("decoding", "backend", "max_pixels", "max_new_tokens", "batch_size",
+                                             "template", "gpus", "overrides"))
     parser.add_argument("--api-key-env", metavar="VAR", help="require this environment variable's value as API key")
-    parser.add_argument("--gpus", help="GPUs to use, e.g. 0 (sets CUDA_VISIBLE_DEVICES)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="any other `swift deploy` argument, checked against the installed ms-swift")
     parser.add_argument("--print-prompt", action="store_true", help="print the prompt clients send, and exit")
     parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
 
@@ -140,12 +126,8 @@ def _run(args: argparse.Namespace) -> int:
         print(prompt())
         return 0
     notes: list[str] = []
-    argv, env = build_serve_command(adapters=args.adapters, model=args.model, host=args.host, port=args.port,
-                                    served_model_name=args.name, backend=args.backend, decoding=args.decoding,
-                                    max_pixels=args.max_pixels, max_new_tokens=args.max_new_tokens,
-                                    batch_size=args.batch_size, template=args.template,
-                                    api_key_env=args.api_key_env, overrides=args.overrides, gpus=args.gpus,
-                                    notes=notes)
+    argv, env = build_serve_command(InferenceSettings.from_args(args), host=args.host, port=args.port,
+                                    served_model_name=args.name, api_key_env=args.api_key_env, notes=notes)
     for note in notes:
         print(f"plates serve: note: {note}", file=sys.stderr)
     if args.dry_run:

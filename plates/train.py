@@ -23,6 +23,7 @@ from plates.io import check_output_dir, sha256_file, write_json
 from plates import resources, swift_cli
 from plates.contracts import DatasetLayout, dataset_image_root  # noqa: F401 - dataset_image_root: old home
 from plates.swift_cli import parse_gpus  # noqa: F401 - its old home
+from plates.launch import add_distributed_arguments, distributed_env
 from plates.runs import (  # noqa: F401 - also imported from here by older callers
     LOG_NAME, MANIFEST_NAME, find_manifest, find_run_dir, last_checkpoint, loss_history,
 )
@@ -98,40 +99,6 @@ class TrainPlan:
     dataset_files: list[Path]
     output_dir: Path
     notes: list[str] = field(default_factory=list)
-
-
-def distributed_env(gpus: str | None = None, *, model_parallel: bool = False, nnodes: int | None = None,
-                    node_rank: int | None = None, master_addr: str | None = None,
-                    master_port: int | None = None) -> dict[str, str]:
-    """The environment ms-swift reads to launch torchrun: CUDA_VISIBLE_DEVICES, NPROC_PER_NODE, NNODES,
-    NODE_RANK, MASTER_ADDR, MASTER_PORT. ``model_parallel`` keeps one process spreading the model over all the
-    listed GPUs (the seed's way), instead of one process per GPU."""
-    env: dict[str, str] = {}
-    if gpus is not None:
-        ids = parse_gpus(gpus)
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
-        if not model_parallel and (len(ids) > 1 or (nnodes or 1) > 1):
-            env["NPROC_PER_NODE"] = str(len(ids))
-    if nnodes is not None:
-        if nnodes < 1:
-            raise UserError("--nnodes must be at least 1")
-        if nnodes > 1:
-            if master_addr is None:
-                raise UserError("--nnodes > 1 needs --master-addr (the address of node rank 0)")
-            if node_rank is None:
-                raise UserError("--nnodes > 1 needs --node-rank (0 on the master node)")
-        env["NNODES"] = str(nnodes)
-    if node_rank is not None:
-        if node_rank < 0 or (nnodes is not None and node_rank >= nnodes):
-            raise UserError(f"--node-rank must be between 0 and {(nnodes or 1) - 1}")
-        env["NODE_RANK"] = str(node_rank)
-    if master_addr is not None:
-        env["MASTER_ADDR"] = master_addr
-    if master_port is not None:
-        if not 0 < master_port < 65536:
-            raise UserError("--master-port must be a TCP port (1-65535)")
-        env["MASTER_PORT"] = str(master_port)
-    return env
 
 
 def dataset_files(dataset: str | os.PathLike) -> tuple[Path, Path | None]:
@@ -452,12 +419,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="extra environment variable for ms-swift, e.g. --env MAX_PIXELS=200704")
     parser.add_argument("--gpus", help="GPUs to use, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES and, for several, "
                                        "NPROC_PER_NODE: one process per GPU)")
-    parser.add_argument("--model-parallel", action="store_true",
-                        help="with several --gpus: one process spreading the model over them (the seed's way)")
-    parser.add_argument("--nnodes", type=int, help="number of machines (NNODES)")
-    parser.add_argument("--node-rank", type=int, help="this machine's rank, 0 on the master (NODE_RANK)")
-    parser.add_argument("--master-addr", help="address of the rank-0 machine (MASTER_ADDR)")
-    parser.add_argument("--master-port", type=int, help="port on the rank-0 machine (MASTER_PORT)")
+    add_distributed_arguments(parser)
     parser.add_argument("--output-dir", help="where ms-swift writes its versioned run folders "
                                              "(default: the preset's output_dir)")
     parser.add_argument("--dry-run", action="store_true",

@@ -118,12 +118,119 @@ def _lines(path: Path) -> list[dict]:
     return read_jsonl(path) if path.exists() else []
 
 
+def _launch(captured: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The environment assignments and ms-swift options of a printed `--dry-run` launch."""
+    words = shlex.split(captured.replace("\\\n", " "))
+    env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("--") and w.split("=")[0].isupper())
+    return env, argv_pairs(words)
+
+
+def test_dry_runs_show_the_launch_over_gpus_and_machines(tmp_path, tiny_model_dir, capsys):
+    folder = tmp_path / "in"
+    _unlabelled(folder, 2)
+    base = ["predict", str(folder), "-o", str(tmp_path / "p.jsonl"), "--model", str(tiny_model_dir), "--dry-run"]
+    assert main([*base, "--gpus", "0,1", "--chunk-size", "16"]) == 0
+    env, options = _launch(capsys.readouterr().out)
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,1" and env["NPROC_PER_NODE"] == "2", "one process per GPU"
+    assert "NNODES" not in env and options["write_batch_size"] == ["16"] and options["infer_backend"] == [
+        "transformers"]
+    assert main([*base, "--gpus", "0,1", "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1",
+                 "--master-port", "29501"]) == 0
+    captured = capsys.readouterr()
+    env, options = _launch(captured.out)
+    assert {k: env[k] for k in ("CUDA_VISIBLE_DEVICES", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR",
+                                "MASTER_PORT")} == {"CUDA_VISIBLE_DEVICES": "0,1", "NPROC_PER_NODE": "2", "NNODES": "2",
+                                                    "NODE_RANK": "1", "MASTER_ADDR": "10.0.0.1",
+                                                    "MASTER_PORT": "29501"}
+    assert "same -o file" in captured.err
+    assert main([*base, "--gpus", "0,1", "--backend", "vllm", "--model-parallel"]) == 0
+    env, options = _launch(capsys.readouterr().out)
+    assert options["vllm_tensor_parallel_size"] == ["2"] and "NPROC_PER_NODE" not in env, "vLLM tensor parallel"
+    assert "structured_outputs_regex" in options
+    assert main([*base, "--gpus", "0,1", "--backend", "vllm"]) == 0
+    env, options = _launch(capsys.readouterr().out)
+    assert env["NPROC_PER_NODE"] == "2" and "vllm_tensor_parallel_size" not in options, "vLLM data parallel"
+
+
+def test_launch_mistakes_are_one_line_errors(tmp_path, tiny_model_dir, capsys):
+    import torch
+
+    folder = tmp_path / "in"
+    _unlabelled(folder, 1)
+    out = tmp_path / "p.jsonl"
+    base = ["predict", str(folder), "-o", str(out), "--model", str(tiny_model_dir)]
+    assert main([*base, "--nnodes", "2", "--node-rank", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--nnodes > 1 needs --master-addr" in err[0]
+    assert main([*base, "--nnodes", "2", "--master-addr", "10.0.0.1"]) == 2
+    assert "needs --node-rank" in capsys.readouterr().err
+    assert main([*base, "--set", "write_batch_size=8"]) == 2
+    assert "--chunk-size" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*base, "--gpus", "0,1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no CUDA GPU" in err[0], err
+    assert not out.exists(), "nothing written before a launch mistake is refused"
+
+
+def _swift_rows(images: list[Path]) -> list[bytes]:
+    """Result lines as `swift infer` writes them (``images`` as ms-swift's dicts)."""
+    return [(json.dumps({"response": GOOD, "images": [{"path": str(p), "bytes": None}], "logprobs": None},
+                        ensure_ascii=False) + "\n").encode() for p in images]
+
+
+def test_answers_are_filed_by_image_as_ms_swift_writes_them(tmp_path):
+    """The results file is read while it grows: torn last lines wait, lines in any rank order are filed under
+    their own image, each once; an answer for an image not asked stops the run and keeps what came before."""
+    from plates.predict import Answers, PredictSummary
+    from plates.teach import OutputLog
+
+    images = _unlabelled(tmp_path / "in", 3)
+    pending, _ = collect_inputs([str(p) for p in images])
+    result, out = tmp_path / "results.jsonl", tmp_path / "preds.jsonl"
+    summary = PredictSummary(out=str(out))
+    log = OutputLog(out)
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    answers = Answers(pending, result, log=log, summary=summary, settings="s", decoding="schema", bar=bar)
+    answers.drain()  # no results file yet
+    rows = _swift_rows([Path(pending[2].path), Path(pending[0].path), Path(pending[1].path)])
+    result.write_bytes(rows[0] + rows[1][:20])
+    answers.drain()
+    assert [line["image"] for line in read_jsonl(out)] == [pending[2].path] and bar.n == 1
+    with open(result, "ab") as handle:
+        handle.write(rows[1][20:] + rows[2])
+    answers.drain()
+    lines = read_jsonl(out)
+    assert sorted(line["key"] for line in lines) == sorted(c.key for c in pending) and bar.n == 3
+    assert all(line["decoding"] == "schema" and line["schema_valid"] for line in lines)
+    assert summary.answered == 3 and summary.chunks == 2
+    with open(result, "ab") as handle:
+        handle.write(rows[0])
+    answers.drain()
+    assert isinstance(answers.error, UserError) and "answered already" in str(answers.error)
+    log.close()
+    assert len(read_jsonl(out)) == 3
+
+
+def _log_runs(log: Path) -> list[str]:
+    """ms-swift's log of each `swift infer` a predict started (plates writes a `$ command` header before each)."""
+    return [part for part in log.read_text(encoding="utf-8", errors="replace").split("\n$ ")[0:] if part.strip()]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_answers_each_image_exactly_once(tmp_path, tiny_model_dir, capsys):
     """Unlabelled folder + one corrupt file; chunks of one image; the first run is SIGKILLed (with its `swift
-    infer` child) once the first chunk is on disk, the re-run finishes: one schema-valid answer per image."""
+    infer` child) once its first answers are on disk, the re-run finishes: one schema-valid answer per image, and
+    each run loaded the model once."""
     folder = tmp_path / "camera dump"
-    images = _unlabelled(folder, 2, seed=5)
+    images = _unlabelled(folder, 4, seed=5)
     (folder / "sub dir" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(200))
     out = tmp_path / "预测 out" / "preds.jsonl"
     argv = ["predict", str(folder), "-o", str(out), "--model", str(tiny_model_dir), "--chunk-size", "1",
@@ -133,21 +240,82 @@ def test_sigkill_mid_run_then_rerun_answers_each_image_exactly_once(tmp_path, ti
     try:
         deadline = time.monotonic() + 240
         while not _lines(out) and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
-        assert len(_lines(out)) == 1, "killed while the second chunk was being answered"
+        first = len(_lines(out))
+        assert 1 <= first < 4, "killed while the later chunks were being answered"
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert "skipped       1" in err and "answered      1" in err
+    first = 4 - int(err.split("answered")[1].split()[0])
+    assert f"skipped       {first}" in err and 1 <= first < 4
     lines = _lines(out)
     assert sorted(line["image"] for line in lines) == sorted(str(p) for p in images), "each image exactly once"
     for line in lines:
         assert line["schema_valid"], line
         assert line["violations"] == [] and isinstance(line["answer"], dict) and isinstance(line["response"], str)
+        assert line["decoding"] == "schema"
     rejects = _lines(tmp_path / "预测 out" / "preds.rejects.jsonl")
     assert [(Path(r["image"]).name, r["code"]) for r in rejects] == [("corrupt.jpg", "corrupt_image")]
+    runs = _log_runs(out.with_name("preds.swift-infer.log"))
+    assert len(runs) == 2, "one `swift infer` per run, not one per chunk"
+    assert [run.count("[INFO:swift] model_kwargs:") for run in runs] == [1, 1], "the model is loaded once per run"
     assert main(argv) == 0, "a third run has nothing left to do"
-    assert "skipped       2" in capsys.readouterr().err and len(_lines(out)) == 2
+    assert "skipped       4" in capsys.readouterr().err and len(_lines(out)) == 4
+
+
+def _live_members(group: int) -> list[str]:
+    """The processes of a process group that are still running (not zombies)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            alive.append(stat.parent.name)
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_sigterm_stops_the_engine_keeps_the_answers_and_cleans_up(tmp_path, tiny_model_dir):
+    """What `timeout`, `kill` and schedulers send: the engine is stopped, the temporary folder removed, every
+    answer written so far kept (the re-run answers only the rest), one line said, exit 143."""
+    folder = tmp_path / "in"
+    images = _unlabelled(folder, 4, seed=3)
+    out = tmp_path / "preds.jsonl"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    argv = ["predict", str(folder), "-o", str(out), "--model", str(tiny_model_dir), "--chunk-size", "1",
+            "--max-new-tokens", "1024", "--max-pixels", str(112 * 112)]
+    process = subprocess.Popen([sys.executable, "-m", "plates.cli", *argv], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "TMPDIR": str(scratch)})
+    try:
+        deadline = time.monotonic() + 240
+        while not _lines(out) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        assert list(scratch.glob("plates-predict-*")), "the run's temporary folder exists while it runs"
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=120)
+        err = process.stderr.read().decode().strip().splitlines()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert code == 143, err
+    assert "stopped by SIGTERM" in err[-1] and sum("SIGTERM" in line for line in err) == 1, err
+    assert not any("Traceback" in line for line in err), err
+    assert not list(scratch.glob("plates-predict-*")), "temporary folder removed"
+    deadline = time.monotonic() + 30
+    while _live_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _live_members(process.pid), "no `swift infer` left running"
+    kept = _lines(out)
+    assert 1 <= len(kept) and f"{len(kept)} new answers kept" in err[-1]
+    assert main(argv) == 0
+    assert sorted(line["image"] for line in _lines(out)) == sorted(str(p) for p in images), "each image once"
