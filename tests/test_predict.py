@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -220,8 +221,10 @@ def test_answers_are_filed_by_image_as_ms_swift_writes_them(tmp_path):
 
 
 def _log_runs(log: Path) -> list[str]:
-    """ms-swift's log of each `swift infer` a predict started (plates writes a `$ command` header before each)."""
-    return [part for part in log.read_text(encoding="utf-8", errors="replace").split("\n$ ")[0:] if part.strip()]
+    """ms-swift's log of each `swift infer` a predict started: plates writes a `$ ENV… swift infer …` header before
+    each (a killed run's last line may lack its newline, so the header is found anywhere)."""
+    text = log.read_text(encoding="utf-8", errors="replace")
+    return re.split(r"\$ (?:\S+=\S+ )*\S*swift infer ", text)[1:]
 
 
 @pytest.mark.slow
