@@ -102,7 +102,8 @@ def plates_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "plates.cli", *args]
 
 
-def bench_size(n: int, work: Path, stages: list[str], old_tree: Path | None) -> list[tuple[str, int, float, float]]:
+def bench_size(n: int, work: Path, stages: list[str], old_tree: Path | None,
+               old_max: int) -> list[tuple[str, int, float, float]]:
     rows = []
     dump = work / "dump"
     t0 = time.perf_counter()
@@ -122,7 +123,7 @@ def bench_size(n: int, work: Path, stages: list[str], old_tree: Path | None) -> 
     stage("parse", plates_argv("parse", str(dump), "-o", str(records)))
     if "build" in stages:
         stage("build", plates_argv("build", str(records), "-o", str(work / "dataset")))
-        if old_tree is not None:
+        if old_tree is not None and n <= old_max:
             stage("build@old", plates_argv("build", str(records), "-o", str(work / "dataset-old")), old_tree)
     if "eval" in stages:
         results = work / "results.jsonl"
@@ -150,6 +151,8 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000])
     parser.add_argument("--dir", help="work folder, kept (default: a temporary folder, removed)")
     parser.add_argument("--old-tree", type=Path, help="another checkout whose build runs beside this one's")
+    parser.add_argument("--old-max", type=int, default=250_000,
+                        help="run the --old-tree build only up to this N (it holds every record; default 250000)")
     parser.add_argument("--stages", default="parse,build,eval", help="comma list of stages (parse always runs)")
     parser.add_argument("--predict", action="store_true", help="add predict throughput (bench_predict.py)")
     args = parser.parse_args()
@@ -161,7 +164,7 @@ def main() -> int:
             work = base / f"n{n}"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
-            rows += bench_size(n, work, stages, args.old_tree)
+            rows += bench_size(n, work, stages, args.old_tree, args.old_max)
             if args.predict and n == args.sizes[0]:
                 predict_hook(work)
             if not args.dir:
@@ -173,8 +176,10 @@ def main() -> int:
     print(f"{'stage':<10} " + " ".join(f"{'N=' + str(n):>22}" for n in args.sizes) + "   peak ratio last/first")
     for name in dict.fromkeys(r[0] for r in rows):
         cells = {n: (s, mb) for stage, n, s, mb in rows if stage == name}
-        line = f"{name:<10} " + " ".join(f"{cells[n][0]:8.1f} s {cells[n][1]:7.0f} MB" for n in args.sizes)
-        print(line + f"   {cells[args.sizes[-1]][1] / cells[args.sizes[0]][1]:.2f}x")
+        line = f"{name:<10} " + " ".join(f"{cells[n][0]:8.1f} s {cells[n][1]:7.0f} MB" if n in cells
+                                         else f"{'—':>22}" for n in args.sizes)
+        done = [n for n in args.sizes if n in cells]
+        print(line + f"   {cells[done[-1]][1] / cells[done[0]][1]:.2f}x")
     return 0
 
 
