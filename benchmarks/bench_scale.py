@@ -39,8 +39,11 @@ from plates.synth import dump_entries, draw_vehicle, random_labels  # noqa: E402
 
 
 def make_link_dump(root: Path, n: int, distinct: int = 8, seed: int = 0) -> int:
-    """``n`` hard links named like a real dump, to ``distinct`` drawn JPEGs kept beside the dump."""
+    """``n`` hard links named like a real dump, to ``distinct`` drawn JPEGs kept beside the dump (more when
+    needed: ext4 allows 65,000 links to one file)."""
     import cv2
+
+    distinct = max(distinct, -(-n // 60_000))
 
     sources = root.parent / f"{root.name}-sources"
     sources.mkdir(parents=True, exist_ok=True)

@@ -129,18 +129,20 @@ def scan_records(records: RecordSource, *, seed: int, val_ratio: float, stratify
     read = len(status)
     if read == 0:
         raise UserError(f"{source + ': ' if source else ''}no records")
-    status_array = np.frombuffer(bytes(status), dtype=np.uint8)
-    key_array = np.frombuffer(bytes(keys), dtype="S16")
+    # views on the arrays filled above (no copies)
+    status_array = np.frombuffer(status, dtype=np.uint8)
+    key_array = np.frombuffer(keys, dtype="S16") if keys else np.zeros(0, dtype="S16")
     answer_array = np.frombuffer(answers, dtype=np.uint64) if answers else np.zeros(0, dtype=np.uint64)
-    del keys, answers
     first = np.zeros(len(key_array), dtype=bool)
     conflicting = np.zeros(len(key_array), dtype=bool)
     if len(key_array):
         _, first_index, inverse = np.unique(key_array, return_index=True, return_inverse=True)
         first_of = first_index[inverse.reshape(-1)]
         first[first_index] = True
+        del inverse
         conflicting = answer_array != answer_array[first_of]
-        del first_of, inverse
+        del first_of
+    del answer_array, answers
     counts = problems.counts
     counts["read"] = read
     counts["used"] = int(first.sum())

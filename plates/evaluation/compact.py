@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-_BATCH = 1 << 16
+_BATCH = 1 << 12
 
 
 class IntMap:
