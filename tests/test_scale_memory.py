@@ -50,11 +50,13 @@ def _records(root: Path, n: int, seed: int = 0) -> Path:
 
 
 def _results(path: Path, n: int, seed: int = 0) -> Path:
-    """``n`` answers = labels, one vehicle each (so the bootstrap's fixed-size chunks are full at both sizes)."""
+    """``n`` answers = labels, one vehicle each (so the bootstrap's fixed-size chunks are full at both sizes),
+    labels from a pool of 50 (the scorer's bounded caches of distinct values are full at both sizes too)."""
     rng = random.Random(seed)
+    pool = [random_labels(rng) for _ in range(50)]
     with path.open("w", encoding="utf-8") as handle:
         for i in range(n):
-            labels = random_labels(rng)
+            labels = pool[i % len(pool)]
             answer = json.dumps(answer_from_labels(labels), ensure_ascii=False)
             image = f"/data/图 片/{seed_filename(labels, [f'{i:08d}', f'car{i}'])}"
             handle.write(json.dumps({"response": answer, "labels": answer, "images": [{"path": image}]},

@@ -86,3 +86,19 @@ def test_streaming_with_lazy_tokenize_is_a_user_error(large, tmp_path, capsys):
                  "streaming", "--set", "lazy_tokenize=true", "--output-dir", str(tmp_path / "o"), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lazy_tokenize" in err[0]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_two_node_preset_dry_run_on_each_machine(large, tmp_path, capsys, rank):
+    notes: list[str] = []
+    got = _dry_run(capsys, "--preset", "qwen2_5_vl_7b_lora_2nodes", "--dataset", str(large), "--nnodes", "2",
+                   "--node-rank", str(rank), "--master-addr", "10.0.0.1", "--output-dir", str(tmp_path / "o"),
+                   notes=notes)
+    plan = build_plan("qwen2_5_vl_7b_lora_2nodes", large, nnodes=2, node_rank=rank, master_addr="10.0.0.1",
+                      environ={}, output_dir=tmp_path / "o")
+    assert {k: plan.env[k] for k in ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NPROC_PER_NODE")} == {
+        "NNODES": "2", "NODE_RANK": str(rank), "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500",
+        "NPROC_PER_NODE": "8"}
+    assert got["deepspeed"] == ["zero2"] and got["lazy_tokenize"] == ["true"] and got["dataset_num_proc"] == ["16"]
+    preset = load_preset("qwen2_5_vl_7b_lora_2nodes").options
+    assert preset["per_device_train_batch_size"] * 8 * 2 * preset["gradient_accumulation_steps"] == 48

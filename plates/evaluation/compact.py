@@ -107,7 +107,7 @@ class Rows:
     def __len__(self) -> int:
         return self.count + len(self.buffer)
 
-    def chunks(self, size: int = 65536) -> Iterator[np.ndarray]:
+    def chunks(self, size: int = 4096) -> Iterator[np.ndarray]:
         """The table in consecutive blocks of at most ``size`` rows."""
         self.flush()
         self.file.flush()
