@@ -98,3 +98,24 @@ def test_eval_memory_is_flat_in_the_number_of_answers(tmp_path):
         assert written["n"] == n and len(written["samples"]["id"]) == n and written["ci95"]
     per_answer = (peaks[LARGE] - peaks[SMALL]) / (LARGE - SMALL)
     assert per_answer < BYTES_PER_ANSWER, (peaks, per_answer)
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_runs_every_stage_and_the_old_build(tmp_path):
+    """bench_scale.py on two small sizes, with this checkout as its own --old-tree: every stage runs in its own
+    process, leaves its outputs and reports a time and a peak."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_scale.py"), "--sizes", "300", "600",
+                           "--old-tree", str(root), "--dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, PYTHONPATH=str(root)))
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+    table = {line.split()[0]: line.split() for line in done.stdout.splitlines()[-4:]}
+    assert set(table) == {"parse", "build", "build@old", "eval"}
+    for row in table.values():
+        assert float(row[1]) > 0 and float(row[3]) > 10  # seconds, MB
+    report = json.loads((tmp_path / "n600" / "report.json").read_text(encoding="utf-8"))
+    assert report["n"] == 600 and report["exact_match"] == 1.0
+    assert sum(1 for _ in (tmp_path / "n600" / "dataset" / "train.jsonl").open(encoding="utf-8")) > 400
