@@ -42,26 +42,26 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from plates import __version__
 from plates.errors import UserError
 from plates.contracts import DatasetLayout
-from plates.io import (
-    atomic_write, check_input_file, check_output_dir, guard_outputs, iter_jsonl, progress, replace_file_set,
-    sha256_file, write_json, write_jsonl,
+from plates.io import check_input_file, check_output_dir, guard_outputs, iter_jsonl, replace_file_set, write_json
+from plates.labels import PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels
+from plates.records import iter_records, resolve_image
+from plates.build_output import (  # noqa: F401 - the helpers that moved there are still importable from here
+    Dataset, FileSink, LabelTally, ListSink, check_warning_codes, earlier_sources, file_sha256, labels_version,
+    merged_dataset_info, sharegpt_dataset_info, to_sharegpt,
 )
-from plates.labels import (
-    FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels, labels_dir,
-)
-from plates.records import iter_records, resolve_image, vehicle_id
-from plates.split import (  # noqa: F401 - NO_PLATE, stratum_of: also imported from here by older callers
-    NO_PLATE, check_stratify_field, split_by_vehicle, stratum_of,
-)
+from plates.build_scan import BuildPlan, RecordSource, scan_records, walk_plan
+from plates.split import NO_PLATE, split_by_vehicle, stratum_of  # noqa: F401 - also imported from here
 
 IMAGE_TAG = "<image>"
 DESCRIPTION_MODES = ("describe", "caption", "fuse", "reason")
 TASKS = ("extract",) + DESCRIPTION_MODES
+SPLIT_METHOD = ("whole vehicles; vehicles walked in the order of blake2b(seed, vehicle id), each taken into val "
+                "while that brings its stratum closer to val_ratio of its records")
 
 
 def _answer_skeleton() -> str:
@@ -116,23 +116,6 @@ def make_sample(prompt: str, response: str, image: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": IMAGE_TAG + prompt},
                          {"role": "assistant", "content": response}],
             "images": [image]}
-
-
-def to_sharegpt(sample: dict[str, Any]) -> dict[str, Any]:
-    """The same sample in LLaMA-Factory's sharegpt layout (``conversations`` with from/value)."""
-    roles = {"user": "human", "assistant": "gpt", "system": "system"}
-    return {"conversations": [{"from": roles[m["role"]], "value": m["content"]} for m in sample["messages"]],
-            "images": list(sample["images"])}
-
-
-def sharegpt_dataset_info(name: str, files: dict[str, str]) -> dict[str, Any]:
-    """``dataset_info.json`` entries for LLaMA-Factory, one per split file (``{name}_train``, ``{name}_val``)."""
-    return {f"{name}_{split}": {
-        "file_name": file_name,
-        "formatting": "sharegpt",
-        "columns": {"messages": "conversations", "images": "images"},
-        "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"},
-    } for split, file_name in files.items()}
 
 
 def _stable_hash(*parts: Any) -> int:
@@ -202,12 +185,12 @@ def description_sample(entry: dict[str, Any], record: dict[str, Any], image: str
 
 
 def select_by_ratio(candidates: list[tuple[int, dict[str, Any]]], ratio: float, seed: int,
-                    records: list[dict[str, Any]]) -> set[int]:
+                    images: Mapping[int, str]) -> set[int]:
     """Positions (into ``candidates``) of exactly ``round(ratio * n)`` candidates, the ones with the smallest
     seeded hash: deterministic and independent of input order."""
     n = round(ratio * len(candidates))
     ranked = sorted(range(len(candidates)), key=lambda k: (
-        _stable_hash(seed, candidates[k][1]["mode"], records[candidates[k][0]]["image"], candidates[k][1]["text"]),
+        _stable_hash(seed, candidates[k][1]["mode"], images[candidates[k][0]], candidates[k][1]["text"]),
         k))
     return set(ranked[:n])
 
@@ -238,32 +221,6 @@ class BuildOptions:
             raise UserError(f"--relative-to {self.relative_to}: no such folder")
 
 
-@dataclass
-class Dataset:
-    train: list[dict[str, Any]]
-    val: list[dict[str, Any]]
-    val_records: list[dict[str, Any]]
-    stats: dict[str, Any]
-
-
-def _label_distribution(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    counts: dict[str, Counter] = {f: Counter() for f in FIELDS}
-    plates_per_image: Counter = Counter()
-    for record in records:
-        answer = answer_from_labels(record["labels"])
-        for f in VEHICLE_FIELDS:
-            counts[f][answer[VEHICLE_GROUP][f]] += 1
-        plates = record["labels"].get(PLATE_GROUP) or []
-        plates_per_image[str(len(plates))] += 1
-        for plate in (answer[PLATE_GROUP] if isinstance(answer[PLATE_GROUP], list) else [answer[PLATE_GROUP]]):
-            for f in PLATE_FIELDS:
-                if f != "车牌号码":
-                    counts[f][plate[f]] += 1
-    out = {f: dict(c.most_common()) for f, c in counts.items() if f != "车牌号码"}
-    out["plates_per_image"] = dict(sorted(plates_per_image.items()))
-    return out
-
-
 def image_path_for(record: dict[str, Any], records_file: str | Path | None, relative_to: str | None) -> str:
     """The path written into the dataset: normalised absolute, or relative to ``relative_to``."""
     absolute = os.path.normpath(os.path.abspath(resolve_image(record, records_file)))
@@ -272,116 +229,99 @@ def image_path_for(record: dict[str, Any], records_file: str | Path | None, rela
     return os.path.relpath(absolute, os.path.abspath(relative_to))
 
 
-def build_dataset(records: list[dict[str, Any]], options: BuildOptions, records_file: str | Path | None = None,
-                  descriptions: DescriptionIndex | None = None) -> Dataset:
-    """Pure core of `plates build`: dedupe and check records, split by vehicle, make the task samples."""
-    options.validate()
-    counts: Counter = Counter(read=len(records))
-    problems: dict[str, list[str]] = defaultdict(list)
-    kept: list[dict[str, Any]] = []
-    paths: list[str] = []
-    answers_by_path: dict[str, str] = {}
-    excluded = set(options.exclude_warnings)
-    for record in progress(records, desc="records", unit="rec"):
-        codes = {str(w).split(":", 1)[0].strip() for w in record.get("warnings") or []}
-        if excluded & codes:
-            counts["excluded_by_warning"] += 1
-            problems["excluded_by_warning"].append(record["image"])
-            continue
-        absolute = os.path.normpath(os.path.abspath(resolve_image(record, records_file)))
-        if not os.path.isfile(absolute):
-            counts["missing_image"] += 1
-            problems["missing_image"].append(absolute)
-            continue
-        answer = answer_text(record["labels"])
-        if absolute in answers_by_path:
-            counts["duplicate_image"] += 1
-            problems["duplicate_image"].append(absolute)
-            if answers_by_path[absolute] != answer:
-                counts["conflicting_duplicate"] += 1
-                problems["conflicting_duplicate"].append(absolute)
-            continue
-        answers_by_path[absolute] = answer
-        kept.append(record)
-        paths.append(image_path_for(record, records_file, options.relative_to))
-    counts["used"] = len(kept)
-    if not kept:
-        detail = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if k not in ("read", "used"))
-        raise UserError(f"no usable records ({counts['read']} read{'; ' + detail if detail else ''})")
-    if options.stratify:
-        check_stratify_field(options.stratify, kept)
+def record_samples(record: dict[str, Any], image: str, entries: Iterable[dict[str, Any]],
+                   seed: int) -> list[dict[str, Any]]:
+    """Every sample one record gives, in the order they are written: extraction, then its chosen descriptions.
+    The single place where samples are made, one record at a time (a per-sample transformation goes here)."""
+    samples = [make_sample(EXTRACTION_PROMPT, answer_text(record["labels"]), image)]
+    for entry in entries:
+        samples.append(description_sample(entry, record, image, seed))
+    return samples
 
-    is_val = split_by_vehicle(kept, options.val_ratio, options.seed, options.stratify)
-    if all(is_val):
-        raise UserError("every record landed in validation; lower --val-ratio")
 
+def choose_descriptions(plan: BuildPlan, options: BuildOptions, descriptions: DescriptionIndex | None
+                        ) -> tuple[dict[int, list[dict[str, Any]]], Counter | None]:
+    """Teacher lines joined to the kept records (by the record's ``image``, or an absolute path), filtered by
+    side and sampled by ratio: ``{candidate: entries}`` and the description counts for stats.json."""
+    if descriptions is None:
+        return {}, None
+    desc_counts: Counter = Counter(descriptions.counts)
+    candidates: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    images: dict[int, str] = {}
+    for image, entries in descriptions.by_image.items():
+        targets = plan.description_hits.get(image)
+        if targets is None and os.path.isabs(image):
+            targets = plan.absolute_hits.get(os.path.normpath(image))
+        if not targets:
+            desc_counts["skipped_no_record"] += len(entries)
+            continue
+        if len(targets) > 1:
+            desc_counts["skipped_ambiguous_image"] += len(entries)
+            continue
+        candidate, record_image = targets[0]
+        images[candidate] = record_image
+        side = "val" if plan.is_val[candidate] else "train"
+        for entry in entries:
+            if side == "val" and not options.val_all_tasks:
+                desc_counts["not_used_val_side"] += 1
+                continue
+            candidates[(side, entry["mode"])].append((candidate, entry))
     per_record: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    desc_counts: Counter = Counter(descriptions.counts if descriptions else {})
-    if descriptions is not None:
-        by_path = {os.path.normpath(os.path.abspath(resolve_image(r, records_file))): i for i, r in enumerate(kept)}
-        by_image: dict[str, list[int]] = defaultdict(list)
-        for i, r in enumerate(kept):
-            by_image[r["image"]].append(i)
-        candidates: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for image, entries in descriptions.by_image.items():
-            targets = by_image.get(image)
-            if targets is None and os.path.isabs(image):
-                hit = by_path.get(os.path.normpath(image))
-                targets = [hit] if hit is not None else None
-            if not targets:
-                desc_counts["skipped_no_record"] += len(entries)
-                continue
-            if len(targets) > 1:
-                desc_counts["skipped_ambiguous_image"] += len(entries)
-                continue
-            i = targets[0]
-            side = "val" if is_val[i] else "train"
-            for entry in entries:
-                if side == "val" and not options.val_all_tasks:
-                    desc_counts["not_used_val_side"] += 1
-                    continue
-                candidates[(side, entry["mode"])].append((i, entry))
-        for (side, mode), items in sorted(candidates.items()):
-            chosen = select_by_ratio(items, options.ratios.get(mode, 1.0), options.seed, kept)
-            desc_counts[f"not_selected_by_ratio:{mode}"] += len(items) - len(chosen)
-            for k, (i, entry) in enumerate(items):
-                if k in chosen:
-                    per_record[i].append(entry)
-        for entries in per_record.values():
-            entries.sort(key=lambda e: (DESCRIPTION_MODES.index(e["mode"]), e["text"]))
-        desc_counts = Counter({k: v for k, v in desc_counts.items() if v})
+    for (side, mode), items in sorted(candidates.items()):
+        chosen = select_by_ratio(items, options.ratios.get(mode, 1.0), options.seed, images)
+        desc_counts[f"not_selected_by_ratio:{mode}"] += len(items) - len(chosen)
+        for k, (candidate, entry) in enumerate(items):
+            if k in chosen:
+                per_record[candidate].append(entry)
+    for entries in per_record.values():
+        entries.sort(key=lambda e: (DESCRIPTION_MODES.index(e["mode"]), e["text"]))
+    return per_record, Counter({k: v for k, v in desc_counts.items() if v})
 
-    train: list[dict[str, Any]] = []
-    val: list[dict[str, Any]] = []
-    val_records: list[dict[str, Any]] = []
+
+def plan_build(records: RecordSource, options: BuildOptions, records_file: str | Path | None = None,
+               descriptions: DescriptionIndex | None = None, source: str | None = None) -> BuildPlan:
+    """Pass one (``plates.build_scan``): dedupe and check the records, split by vehicle."""
+    options.validate()
+    return scan_records(records, seed=options.seed, val_ratio=options.val_ratio, stratify=options.stratify,
+                        exclude_warnings=options.exclude_warnings, records_file=records_file,
+                        description_images=descriptions.by_image if descriptions else (), source=source)
+
+
+def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions, sink: Any,
+                  records_file: str | Path | None = None,
+                  descriptions: DescriptionIndex | None = None) -> dict[str, Any]:
+    """Pass two: read the records again and hand each kept record's samples to ``sink.add(side, samples,
+    record)`` as they are made; returns stats.json's content (without ``sources``/``files``)."""
+    per_record, desc_counts = choose_descriptions(plan, options, descriptions)
     task_counts = {"train": Counter(), "val": Counter()}
-    for i, record in enumerate(kept):
-        side = "val" if is_val[i] else "train"
-        samples = [make_sample(EXTRACTION_PROMPT, answer_text(record["labels"]), paths[i])]
+    records_per_side = Counter()
+    tallies = {"train": LabelTally(), "val": LabelTally()}
+    for candidate, record, val in walk_plan(plan, records, records_file):
+        side = "val" if val else "train"
+        entries = per_record.pop(candidate, ())
+        samples = record_samples(record, image_path_for(record, records_file, options.relative_to), entries,
+                                 options.seed)
         task_counts[side]["extract"] += 1
-        for entry in per_record.get(i, []):
-            samples.append(description_sample(entry, record, paths[i], options.seed))
+        for entry in entries:
             task_counts[side][entry["mode"]] += 1
-        if side == "val":
-            val.extend(samples)
-            val_records.extend([record] * len(samples))
-        else:
-            train.extend(samples)
+        sink.add(side, samples, record)
+        records_per_side[side] += 1
+        tallies[side].add(record)
 
     def split_stats(side: str) -> dict[str, Any]:
-        chosen = [r for r, v in zip(kept, is_val) if v == (side == "val")]
-        return {"records": len(chosen), "vehicles": len({vehicle_id(r) for r in chosen}),
+        return {"records": records_per_side[side], "vehicles": plan.vehicles[side],
                 "samples": sum(task_counts[side].values()),
                 "tasks": {t: task_counts[side][t] for t in TASKS if task_counts[side][t]},
-                "labels": _label_distribution(chosen)}
+                "labels": tallies[side].result()}
 
-    stats = {
+    return {
         "plates_version": __version__,
         "seed": options.seed,
         "options": {"val_ratio": options.val_ratio, "stratify": options.stratify, "ratios": options.ratios,
                     "allow_flagged": options.allow_flagged, "val_all_tasks": options.val_all_tasks,
                     "relative_to": os.path.abspath(options.relative_to) if options.relative_to else None,
                     "exclude_warnings": list(options.exclude_warnings)},
+        "split": SPLIT_METHOD,
         "labels": labels_version(),
         "image_paths": ({"relative_to": os.path.abspath(options.relative_to),
                          "resolve_with": f"ROOT_IMAGE_DIR={os.path.abspath(options.relative_to)}"}
@@ -389,81 +329,28 @@ def build_dataset(records: list[dict[str, Any]], options: BuildOptions, records_
         "answer_format": "json.dumps(answer_from_labels(labels), ensure_ascii=False)",
         "cot_format": "REASONING + '\\n\\n' + JSON answer (one line, last paragraph)",
         "prompts": {"extract": EXTRACTION_PROMPT, "reason": REASON_PROMPT},
-        "records": dict(sorted(counts.items())),
-        "record_problems": {k: v[:20] for k, v in problems.items()},
-        "descriptions": dict(sorted(desc_counts.items())) if descriptions is not None else None,
+        "records": dict(sorted(plan.problems.counts.items())),
+        "record_problems": plan.problems.ordered_examples(),
+        "descriptions": dict(sorted(desc_counts.items())) if desc_counts is not None else None,
         "splits": {"train": split_stats("train"), "val": split_stats("val")},
     }
-    return Dataset(train=train, val=val, val_records=val_records, stats=stats)
 
 
-def labels_version() -> dict[str, Any]:
-    """Vocabulary versions and file hashes, so a dataset can be tied to the labels it was built with."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for name in ("fields.yaml", "plates.yaml"):
-        path = labels_dir() / name
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        out[name] = {"version": data.get("version"), "sha256": file_sha256(path)}
-    return out
+def build_dataset(records: list[dict[str, Any]], options: BuildOptions, records_file: str | Path | None = None,
+                  descriptions: DescriptionIndex | None = None) -> Dataset:
+    """`plates build` on records in memory, samples kept in memory: the same two passes as the CLI."""
+    plan = plan_build(lambda: records, options, records_file, descriptions)
+    sink = ListSink()
+    stats = write_samples(plan, lambda: records, options, sink, records_file, descriptions)
+    return Dataset(train=sink.train, val=sink.val, val_records=sink.val_records, stats=stats)
 
 
-file_sha256 = sha256_file  # the name build used before plates.io had the one helper
-
-
-def earlier_sources(out: Path) -> list[Path]:
-    """The inputs an earlier build into ``out`` recorded in its stats.json: files that may stay in the folder
-    (a re-run without --descriptions must not call the teacher file it once read someone else's)."""
-    try:
-        sources = json.loads((out / "stats.json").read_text(encoding="utf-8")).get("sources") or {}
-        paths = [sources.get("records", {}).get("path")] + [d.get("path") for d in sources.get("descriptions", [])]
-    except (OSError, ValueError, AttributeError, TypeError):
-        return []
-    return [Path(p) for p in paths if isinstance(p, str)]
-
-
-def check_warning_codes(codes: Iterable[str], records: Iterable[dict[str, Any]]) -> None:
-    """``--exclude-warning CODE`` with a code that no record can carry would silently exclude nothing: an
-    error naming the known codes (those `plates parse` writes, plus any found in these records)."""
-    from plates.parse import WARNING_CODES
-
-    codes = set(codes)
-    if not codes - set(WARNING_CODES):
-        return
-    known = set(WARNING_CODES)
-    for record in records:
-        known.update(str(w).split(":", 1)[0].strip() for w in record.get("warnings") or [])
-    unknown = sorted(codes - known)
-    if unknown:
-        raise UserError(f"--exclude-warning {', '.join(unknown)}: no such warning code; "
-                        f"known codes: {', '.join(sorted(known))}")
-
-
-def merged_dataset_info(existing: Path, ours: dict[str, Any]) -> dict[str, Any] | None:
-    """LLaMA-Factory's ``dataset_info.json`` is shared by every dataset in its folder: keep each entry that is
-    not ours (ours point at our sharegpt files), then add ``ours``. None when nothing is left to write.
-    A file that is not a JSON object is someone else's and is refused rather than replaced."""
-    entries: dict[str, Any] = {}
-    if existing.is_file():
-        try:
-            entries = json.loads(existing.read_text(encoding="utf-8-sig"))
-        except (ValueError, UnicodeDecodeError):
-            raise UserError(f"{existing}: not a JSON file; LLaMA-Factory's dataset_info.json is merged, "
-                            "not replaced: fix or move it") from None
-        if not isinstance(entries, dict):
-            raise UserError(f"{existing}: not a JSON object (is this LLaMA-Factory's dataset_info.json?)")
-    mine = {"train_sharegpt.json", "val_sharegpt.json"}
-    kept = {k: v for k, v in entries.items() if not (isinstance(v, dict) and v.get("file_name") in mine)}
-    kept.update(ours)
-    return kept or None
-
-
-def write_dataset(dataset: Dataset, out_dir: str | Path, sharegpt: bool = False,
-                  dataset_name: str = "plates") -> dict[str, Path]:
+def write_build(out_dir: str | Path, fill: Callable[[FileSink], dict[str, Any]], sharegpt: bool = False,
+                dataset_name: str = "plates") -> tuple[dict[str, Any], dict[str, Path]]:
     """Write the output set as one unit (``plates.io.replace_file_set``: Ctrl-C or a crash leaves the old set
     or the new one, never new train/val beside old stats); stale outputs of an earlier build that this one
-    does not make are removed in the same step. ``dataset_info.json`` is merged, keeping other entries."""
+    does not make are removed in the same step. ``fill(sink)`` streams the samples into the staging folder
+    and returns the stats. ``dataset_info.json`` is merged, keeping other entries."""
     out = check_output_dir(out_dir, "-o", contents=False)
     files = DatasetLayout.of(out).files()
     names = {"train": "train_sharegpt.json", "val": "val_sharegpt.json"}
@@ -474,21 +361,15 @@ def write_dataset(dataset: Dataset, out_dir: str | Path, sharegpt: bool = False,
                                sharegpt_dataset_info(dataset_name, names) if sharegpt else {})
     if info is not None:
         files["dataset_info"] = out / "dataset_info.json"
-    dataset.stats["files"] = {k: p.name for k, p in files.items()}
     written = {p.name for p in files.values()}
     with replace_file_set(out, remove=[n for n in _OUTPUT_NAMES if n not in written]) as staging:
-        write_jsonl(staging / "train.jsonl", dataset.train)
-        write_jsonl(staging / "val.jsonl", dataset.val)
-        write_jsonl(staging / "val_records.jsonl", dataset.val_records)
-        if sharegpt:
-            for split, rows in (("train", dataset.train), ("val", dataset.val)):
-                with atomic_write(staging / names[split]) as handle:
-                    json.dump([to_sharegpt(r) for r in rows], handle, ensure_ascii=False, indent=1)
-                    handle.write("\n")
+        with FileSink(staging, names if sharegpt else None) as sink:
+            stats = fill(sink)
+        stats["files"] = {k: p.name for k, p in files.items()}
         if info is not None:
             write_json(staging / "dataset_info.json", info)
-        write_json(staging / "stats.json", dataset.stats)
-    return files
+        write_json(staging / "stats.json", stats)
+    return stats, files
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -544,19 +425,23 @@ Chain-of-thought targets ('reason' mode) are: reasoning, a blank line, then the 
         allow_flagged=args.allow_flagged, val_all_tasks=args.val_all_tasks, relative_to=args.relative_to,
         exclude_warnings=tuple(args.exclude_warning))
     options.validate()
-    records = list(iter_records(records_file))
-    if not records:
-        raise UserError(f"{records_file}: no records")
-    check_warning_codes(args.exclude_warning, records)
+    check_warning_codes(args.exclude_warning, iter_records(records_file))
     descriptions = load_descriptions(args.descriptions, args.allow_flagged) if args.descriptions else None
-    dataset = build_dataset(records, options, records_file, descriptions)
-    dataset.stats["sources"] = {
+    records = lambda: iter_records(records_file)  # noqa: E731 - read twice: plan, then samples
+    plan = plan_build(records, options, records_file, descriptions, source=str(records_file))
+    sources = {
         "records": {"path": str(records_file.resolve()), "sha256": file_sha256(records_file)},
         "descriptions": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.descriptions],
     }
-    files = write_dataset(dataset, args.output, sharegpt=args.format == "sharegpt",
-                          dataset_name=args.dataset_name)
-    print(summary(dataset.stats, files))
+
+    def fill(sink: FileSink) -> dict[str, Any]:
+        stats = write_samples(plan, records, options, sink, records_file, descriptions)
+        stats["sources"] = sources
+        return stats
+
+    stats, files = write_build(args.output, fill, sharegpt=args.format == "sharegpt",
+                               dataset_name=args.dataset_name)
+    print(summary(stats, files))
     return 0
 
 

@@ -24,6 +24,7 @@ from plates import resources, swift_cli
 from plates.contracts import DatasetLayout, dataset_image_root  # noqa: F401 - dataset_image_root: old home
 from plates.swift_cli import parse_gpus  # noqa: F401 - its old home
 from plates.launch import add_distributed_arguments, distributed_env
+from plates.train_scale import LARGE_DATASET, MODES, count_samples, scale_options
 from plates.runs import (  # noqa: F401 - also imported from here by older callers
     LOG_NAME, MANIFEST_NAME, find_manifest, find_run_dir, last_checkpoint, loss_history,
 )
@@ -180,7 +181,8 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
                overrides: list[str] | None = None, env_overrides: list[str] | None = None,
                gpus: str | None = None, model_parallel: bool = False, nnodes: int | None = None,
                node_rank: int | None = None, master_addr: str | None = None, master_port: int | None = None,
-               output_dir: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> TrainPlan:
+               output_dir: str | os.PathLike | None = None, environ: dict[str, str] | None = None,
+               large_dataset: str = "auto") -> TrainPlan:
     """Pure: preset + overrides -> argv and environment for `swift sft`. Raises UserError for anything ms-swift
     would reject by name or type, before anything is launched."""
     loaded = load_preset(preset)
@@ -255,6 +257,10 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
     if env.get("NPROC_PER_NODE") and not options.get("deepspeed") and int(env["NPROC_PER_NODE"]) > 1:
         notes.append("several processes without DeepSpeed: plain DDP (every GPU holds the whole model)")
 
+    samples = count_samples(options.get("dataset") or []) if large_dataset != "off" else None
+    added, scale_notes = scale_options(large_dataset, options, env, samples)
+    options.update(added)
+    notes.extend(scale_notes)
     _add_field_weights(options, env, environ, notes)
     _add_placeholder_loss(options, env, environ, notes)
     absolute_paths(options)
@@ -422,6 +428,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     add_distributed_arguments(parser)
     parser.add_argument("--output-dir", help="where ms-swift writes its versioned run folders "
                                              "(default: the preset's output_dir)")
+    parser.add_argument("--large-dataset", choices=MODES, default="auto",
+                        help="ms-swift's options for big training sets: 'lazy' (lazy_tokenize, dataset_num_proc, "
+                             "load_from_cache_file), 'streaming' (with max_steps computed from samples and epochs), "
+                             f"'off'; default 'auto': lazy from {LARGE_DATASET:,} samples on")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the exact command line and environment, paste-able into a shell; run nothing")
     parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
@@ -453,7 +463,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = build_plan(args.preset, args.dataset, model=args.model, overrides=args.overrides,
                       env_overrides=args.env_overrides, gpus=args.gpus, model_parallel=args.model_parallel,
                       nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
-                      master_port=args.master_port, output_dir=args.output_dir)
+                      master_port=args.master_port, output_dir=args.output_dir, large_dataset=args.large_dataset)
     import sys
 
     for note in plan.notes:

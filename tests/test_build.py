@@ -457,3 +457,62 @@ def test_ms_swift_loads_and_encodes_the_dataset(dump, tmp_path, tiny_model_dir, 
     encode_all(tmp_path / "abs" / "val.jsonl", len(read_jsonl(tmp_path / "abs" / "val.jsonl")))
     monkeypatch.setenv("ROOT_IMAGE_DIR", str(root.parent))
     encode_all(tmp_path / "rel" / "train.jsonl", len(read_jsonl(tmp_path / "rel" / "train.jsonl")))
+
+
+# ------------------------------------------------------------------------------------------- streaming, scale
+
+
+def test_split_is_the_same_in_every_process_and_order(dump, tmp_path):
+    """The split hashes vehicle ids with blake2b, never Python's per-process hash: builds in processes with
+    different hash seeds, and from the records in another order, put every vehicle on the same side."""
+    import subprocess
+    import sys
+
+    _, records, records_file = dump
+    shuffled = tmp_path / "shuffled.jsonl"
+    write_jsonl(shuffled, list(reversed(records)))
+    sides = []
+    for seed, source in (("1", records_file), ("2", records_file), ("3", shuffled)):
+        out = tmp_path / f"o{seed}"
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        subprocess.run([sys.executable, "-m", "plates.cli", "build", str(source), "-o", str(out), "--val-ratio",
+                        "0.3", "--seed", "5"], check=True, env=env, capture_output=True, cwd=tmp_path)
+        val = read_jsonl(out / "val.jsonl")
+        sides.append({s["images"][0] for s in val})
+    assert sides[0] == sides[1] == sides[2] and sides[0]
+    assert (tmp_path / "o1" / "train.jsonl").read_bytes() == (tmp_path / "o2" / "train.jsonl").read_bytes()
+
+
+def test_records_changed_between_the_two_passes_is_an_error(dump, tmp_path):
+    from plates.build import plan_build, write_samples
+    from plates.build_output import ListSink
+
+    _, records, _ = dump
+    plan = plan_build(lambda: records, BuildOptions(val_ratio=0.2))
+    for changed in (records[:-1], records + [records[0]], [records[1], records[0], *records[2:]]):
+        with pytest.raises(UserError, match="changed while"):
+            write_samples(plan, lambda: changed, BuildOptions(val_ratio=0.2), ListSink())
+
+
+def test_sharegpt_arrays_are_written_as_json_dump_would(dump, tmp_path):
+    _, records, records_file = dump
+    out = tmp_path / "sg"
+    train, val, _ = _build(records_file, out, "--format", "sharegpt")
+    from plates.build_output import to_sharegpt
+
+    for name, rows in (("train_sharegpt.json", train), ("val_sharegpt.json", val)):
+        expected = json.dumps([to_sharegpt(r) for r in rows], ensure_ascii=False, indent=1) + "\n"
+        assert (out / name).read_text(encoding="utf-8") == expected
+
+
+def test_duplicates_keep_the_first_and_report_conflicts_in_input_order(dump):
+    _, records, _ = dump
+    changed = json.loads(json.dumps(records[3]))
+    changed["labels"]["车辆属性"]["车辆颜色"] = "紫色" if records[3]["labels"]["车辆属性"]["车辆颜色"] != "紫色" else "白色"
+    rows = [records[3], *records, changed, records[3]]
+    dataset = build_dataset(rows, BuildOptions(val_ratio=0))
+    assert [s["images"][0] for s in dataset.train][:1] == [os.path.join(records[3]["root"], records[3]["image"])]
+    assert dataset.stats["records"]["duplicate_image"] == 3
+    assert dataset.stats["records"]["conflicting_duplicate"] == 1
+    assert len(dataset.stats["record_problems"]["duplicate_image"]) == 3
+    assert len(dataset.stats["record_problems"]["conflicting_duplicate"]) == 1

@@ -13,7 +13,7 @@ from plates.evaluation.compare import compare_reports, decoding_warning, format_
 from plates.evaluation import extras as eval_extras
 from plates.evaluation.plots import write_plots
 from plates.evaluation.render import format_markdown, format_report
-from plates.evaluation.report import evaluate_file, load_report
+from plates.evaluation.report import evaluate_file, load_report, write_report
 from plates.evaluation.stats import DEFAULT_REPLICATES, DEFAULT_SEED
 from plates.io import atomic_write, check_input_file, check_output_dir, guard_outputs, same_file, write_json
 from plates.labels import FIELDS, PLATE_NUMBER
@@ -124,7 +124,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     print(format_report(report))
     extras.print(report)
     if args.json_path:
-        write_json(args.json_path, report)
+        write_report(args.json_path, report)
     if args.markdown:
         with atomic_write(args.markdown) as handle:
             handle.write(format_markdown(report) + extras.markdown(report))

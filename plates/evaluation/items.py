@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from plates.errors import UserError
+from plates.evaluation.compact import IntMap
 from plates.evaluation.extract import _json_loads, parse_response
 from plates.evaluation.scorer import Reference, Scorer
 from plates.io import check_input_file, progress
@@ -132,7 +133,7 @@ def iter_items(path: str | Path, scorer: Scorer, records: str | Path | None, sou
     and, at the end, records without prediction are recorded in ``source``."""
     index = _records_index(records, scorer) if records is not None else None
     seen: set[str] = set()
-    first_line: dict[int, int] = {}
+    first_line = IntMap()  # sample key -> first line, ~16 bytes per answer
     for number, row in _iter_rows(path, source.skipped):
         if type(row) is not dict:
             source.skipped.append(f"line {number}: not a JSON object")
@@ -173,10 +174,10 @@ def iter_items(path: str | Path, scorer: Scorer, records: str | Path | None, sou
         source.records_without_prediction = sorted({entry[0] for entry in index.values()} - seen)
 
 
-def _repeated(source: Source, first_line: dict[int, int], sample: int, number: int) -> bool:
+def _repeated(source: Source, first_line: IntMap, sample: int, number: int) -> bool:
     """Whether ``sample`` was seen on an earlier line (then counted in ``source.duplicates``); else remember it."""
     earlier = first_line.setdefault(sample, number)
-    if earlier == number:
+    if earlier is None:
         return False
     source.duplicates += 1
     if len(source.duplicate_examples) < 20:

@@ -13,7 +13,7 @@ from plates.evaluation.items import Item, Source, iter_items
 from plates.evaluation.metrics import summary_metrics
 from plates.evaluation.samples import SampleLog
 from plates.evaluation.scorer import Reference, Scorer
-from plates.evaluation.stats import DEFAULT_SEED, LEVEL, bootstrap_intervals
+from plates.evaluation.stats import DEFAULT_SEED, LEVEL, cluster_intervals
 from plates.evaluation.tally import Tally
 from plates.labels import VEHICLE_FIELDS
 
@@ -64,6 +64,8 @@ def evaluate(items: Iterable[Item], scorer: Scorer | None = None, by: Iterable[s
         add_intervals(report, log, bootstrap, seed)
     if log is not None and samples:
         report["samples"] = log.to_json()
+    elif log is not None:
+        log.close()
     if by:
         report["by"] = {f: {key: _slice_summary(t) for key, t in sorted(groups.items(), key=lambda kv: -kv[1].n)}
                         for f, groups in slices.items()}
@@ -81,14 +83,14 @@ def _slice_summary(tally: Tally) -> dict[str, Any]:
 def add_intervals(report: dict[str, Any], log: SampleLog, replicates: int, seed: int) -> None:
     """Add 95% bootstrap intervals: a top-level ``ci95`` {metric: [low, high]} and, for field accuracies, a
     ``ci95`` beside each field's ``accuracy``."""
-    num, den = log.arrays()
-    intervals = bootstrap_intervals(num, den, log.vehicles, replicates, seed)
+    num_c, den_c = log.cluster_sums()
+    intervals = cluster_intervals(num_c, den_c, replicates, seed)
     report["ci95"] = {m.name: ci for m, ci in zip(log.metrics, intervals)}
     for metric, ci in zip(log.metrics, intervals):
         if metric.field is not None and metric.field in report["fields"]:
             report["fields"][metric.field]["ci95"] = ci
     report["bootstrap"] = {"replicates": replicates, "seed": seed, "level": LEVEL,
-                           "resampled": "vehicles", "clusters": len(set(log.vehicles))}
+                           "resampled": "vehicles", "clusters": len(num_c)}
 
 
 def evaluate_file(results: str | Path, records: str | Path | None = None, by: Iterable[str] = (), top: int = 10,
@@ -124,6 +126,26 @@ def _labels_version() -> Any:
         return yaml.safe_load((labels_dir() / "fields.yaml").read_text(encoding="utf-8")).get("version")
     except OSError:
         return None
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> None:
+    """``plates.io.write_json`` for a report whose ``samples`` stream from their temporary files: the same
+    JSON text, without building a million-answer list of ids and numbers in memory."""
+    from plates.evaluation.samples import SampleColumns
+    from plates.io import atomic_write, write_json
+
+    samples = report.get("samples")
+    if not isinstance(samples, SampleColumns):
+        write_json(path, report)
+        return
+    marker = "\0plates-samples\0"
+    text = json.dumps({k: (marker if k == "samples" else v) for k, v in report.items()}, ensure_ascii=False,
+                      indent=2)
+    head, tail = text.split(json.dumps(marker), 1)
+    with atomic_write(path) as handle:
+        handle.write(head)
+        samples.write_json(handle, indent=2, level=1)
+        handle.write(tail + "\n")
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

@@ -7,12 +7,17 @@ In a report they sit under ``"samples"`` as columns: ``{"id": [...], "vehicle": 
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from typing import Any
+import weakref
+from array import array
+from collections.abc import Mapping
+from typing import Any, Iterable, Iterator, TextIO
 
 import numpy as np
 
+from plates.evaluation.compact import IntMap, Rows, Spool
 from plates.evaluation.items import Item
 from plates.evaluation.metrics import METRICS, Metric
 from plates.evaluation.scorer import Outcome
@@ -34,24 +39,35 @@ def vehicle_of(item: Item) -> str:
 
 
 class SampleLog:
-    """Collects one row per answer while :func:`plates.evaluation.report.evaluate` scores them."""
+    """Collects one row per answer while :func:`plates.evaluation.report.evaluate` scores them. Ids, vehicles
+    and the per-metric numbers go to temporary files (:mod:`plates.evaluation.compact`); memory keeps a 64-bit
+    key per answer (its vehicle) and one per distinct id, so a million answers fit."""
 
     def __init__(self, metrics: list[Metric] | None = None):
         self.metrics = list(metrics if metrics is not None else METRICS.values())
         # field accuracies read one per-answer count of the pairs instead of each scanning them
         self._plan = [(m.field if m.field is not None and m.field != PLATE_NUMBER else None, m.per_answer)
                       for m in self.metrics]
-        self.ids: list[str] = []
-        self.vehicles: list[str] = []
-        self._seen: dict[str, int] = {}
-        self._rows: list[tuple[float, ...]] = []
+        self.ids = Spool()
+        self.vehicle_names = Spool()
+        self._vehicle_keys = array("q")
+        self._seen = IntMap()
+        self._repeats: dict[int, int] = {}
+        self._rows = Rows(2 * len(self.metrics))
+        self.close = weakref.finalize(self, _close_all, (self.ids.file, self.vehicle_names.file, self._rows.file))
 
     def add(self, item: Item, outcome: Outcome) -> None:
         base = os.path.normpath(item.image) if item.image else f"line {item.line}"
-        count = self._seen.get(base, 0)
-        self._seen[base] = count + 1
-        self.ids.append(base if not count else f"{base}#{count + 1}")
-        self.vehicles.append(vehicle_of(item))
+        key = hash(base)
+        if self._seen.setdefault(key, 1) is None:
+            self.ids.append(base)
+        else:
+            count = self._repeats.get(key, 1) + 1
+            self._repeats[key] = count
+            self.ids.append(f"{base}#{count}")
+        vehicle = vehicle_of(item)
+        self.vehicle_names.append(vehicle)
+        self._vehicle_keys.append(hash(vehicle))
         support: dict[str, int] = {}
         correct: dict[str, int] = {}
         for f, r, p in outcome.pairs:
@@ -70,20 +86,105 @@ class SampleLog:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def vehicles(self) -> list[str]:
+        return list(self.vehicle_names)
+
+    def clusters(self) -> np.ndarray:
+        """Each answer's vehicle as a cluster number, numbered in first-seen order."""
+        if not len(self._vehicle_keys):
+            return np.zeros(0, dtype=np.int64)
+        keys = np.frombuffer(self._vehicle_keys, dtype=np.int64)
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first)] = np.arange(len(first))
+        return rank[inverse.ravel()]
+
+    def cluster_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """(numerators, denominators) summed per vehicle (vehicles x metrics, first-seen order), read from the
+        spooled rows a chunk at a time: what the bootstrap needs, without an answers x metrics table."""
+        cluster = self.clusters()
+        out = np.zeros((int(cluster.max()) + 1 if len(cluster) else 0, self._rows.width))
+        start = 0
+        for chunk in self._rows.chunks():
+            np.add.at(out, cluster[start:start + len(chunk)], chunk)
+            start += len(chunk)
+        return out[:, 0::2], out[:, 1::2]
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(numerators, denominators), each answers x metrics."""
-        table = np.asarray(self._rows, dtype=np.float64).reshape(len(self._rows), 2 * len(self.metrics))
+        """(numerators, denominators), each answers x metrics (the whole table in memory: small logs only)."""
+        chunks = list(self._rows.chunks())
+        table = np.concatenate(chunks) if chunks else np.zeros((0, self._rows.width))
         return table[:, 0::2], table[:, 1::2]
 
-    def to_json(self) -> dict[str, Any]:
-        num, den = self.arrays()
-        columns = {}
-        for k, metric in enumerate(self.metrics):
-            column = {"num": _compact(num[:, k])}
-            if not np.all(den[:, k] == 1):
-                column["den"] = _compact(den[:, k])
-            columns[metric.name] = column
-        return {"id": self.ids, "vehicle": self.vehicles, "metrics": columns}
+    def to_json(self) -> SampleColumns:
+        return SampleColumns(self)
+
+
+class SampleColumns(Mapping):
+    """A report's ``samples`` (``{"id", "vehicle", "metrics"}``) backed by a :class:`SampleLog`: read as a mapping
+    it materialises the lists; :meth:`write_json` streams them into a report file without doing so."""
+
+    def __init__(self, log: SampleLog):
+        self.log = log
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "id":
+            return list(self.log.ids)
+        if key == "vehicle":
+            return list(self.log.vehicle_names)
+        if key == "metrics":
+            return {name: {part: _compact(values) for part, values in column.items()}
+                    for name, column in self._columns()}
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("id", "vehicle", "metrics"))
+
+    def __len__(self) -> int:
+        return 3
+
+    def _columns(self) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+        for k, metric in enumerate(self.log.metrics):
+            num = self.log._rows.column(2 * k)
+            column = {"num": num}
+            den = self.log._rows.column(2 * k + 1)
+            if not np.all(den == 1):
+                column["den"] = den
+            yield metric.name, column
+
+    def write_json(self, handle: TextIO, indent: int = 2, level: int = 1) -> None:
+        """Write the mapping as ``json.dump(dict(self), indent=indent)`` would at nesting ``level``."""
+        pad = " " * indent
+
+        def array(items: Iterable[str], depth: int) -> None:
+            inner, first = pad * (depth + 1), True
+            for text in items:
+                handle.write(("[\n" if first else ",\n") + inner + text)
+                first = False
+            handle.write("[]" if first else "\n" + pad * depth + "]")
+
+        handle.write("{\n" + pad * (level + 1) + '"id": ')
+        array(self.log.ids.json_items(), level + 1)
+        handle.write(",\n" + pad * (level + 1) + '"vehicle": ')
+        array(self.log.vehicle_names.json_items(), level + 1)
+        handle.write(",\n" + pad * (level + 1) + '"metrics": ')
+        first_metric = True
+        for name, column in self._columns():
+            handle.write(("{\n" if first_metric else ",\n") + pad * (level + 2) + json.dumps(name, ensure_ascii=False)
+                         + ": {")
+            first_metric = False
+            for j, (part, values) in enumerate(column.items()):
+                handle.write(("\n" if j == 0 else ",\n") + pad * (level + 3) + f'"{part}": ')
+                array(map(json.dumps, _compact(values)), level + 3)
+            handle.write("\n" + pad * (level + 2) + "}")
+        handle.write("{}" if first_metric else "\n" + pad * (level + 1) + "}")
+        handle.write("\n" + pad * level + "}")
+
+
+def _close_all(files: tuple[Any, ...]) -> None:
+    for handle in files:
+        handle.close()
 
 
 def _compact(values: np.ndarray) -> list:
@@ -99,7 +200,7 @@ def read_samples(report: dict[str, Any]) -> tuple[list[str], list[str], Columns]
     """(ids, vehicles, {metric: (num, den)}) from a report's ``samples``; None when it has none (older reports) or
     they are malformed."""
     samples = report.get("samples")
-    if not isinstance(samples, dict):
+    if not isinstance(samples, Mapping):
         return None
     ids, vehicles, metrics = samples.get("id"), samples.get("vehicle"), samples.get("metrics")
     if not isinstance(ids, list) or not isinstance(vehicles, list) or not isinstance(metrics, dict) \

@@ -65,11 +65,17 @@ def bootstrap_intervals(num: np.ndarray, den: np.ndarray, clusters: list[str], r
                         seed: int = DEFAULT_SEED) -> list[list[float] | None]:
     """95% percentile intervals of ``sum(num) / sum(den)`` for every column (metric), resampling clusters with
     replacement. None for a metric with no support."""
-    num_c, den_c = cluster_sums(num, clusters), cluster_sums(den, clusters)
+    return cluster_intervals(cluster_sums(num, clusters), cluster_sums(den, clusters), replicates, seed)
+
+
+def cluster_intervals(num_c: np.ndarray, den_c: np.ndarray, replicates: int = DEFAULT_REPLICATES,
+                      seed: int = DEFAULT_SEED) -> list[list[float] | None]:
+    """:func:`bootstrap_intervals` from sums already taken per cluster (clusters x metrics, first-seen order):
+    what `plates eval` passes, so that no answers x metrics table is held."""
     rng = np.random.default_rng(seed)
     parts = [_ratios(w @ num_c, w @ den_c) for w in _weights(len(num_c), replicates, rng)]
     out = _percentiles(np.vstack(parts))
-    return [None if den[:, k].sum() <= 0 else ci for k, ci in enumerate(out)]
+    return [None if den_c[:, k].sum() <= 0 else ci for k, ci in enumerate(out)]
 
 
 def paired_delta(num_a: np.ndarray, den_a: np.ndarray, num_b: np.ndarray, den_b: np.ndarray, clusters: list[str],
