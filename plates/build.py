@@ -47,6 +47,7 @@ from typing import Any, Iterable
 from plates import __version__
 from plates.errors import UserError
 from plates.contracts import DatasetLayout
+from plates.grpo import grpo_row
 from plates.io import (
     atomic_write, check_input_file, check_output_dir, guard_outputs, iter_jsonl, progress, replace_file_set,
     sha256_file, write_json, write_jsonl,
@@ -520,6 +521,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="leave out records carrying this warning code, e.g. plate_pattern (repeatable)")
     parser.add_argument("--format", choices=("swift", "sharegpt"), default="swift",
                         help="'sharegpt' also writes LLaMA-Factory files and dataset_info.json (default: swift)")
+    parser.add_argument("--grpo", action="store_true",
+                        help="rows for GRPO (`plates train --preset qwen2_5_vl_7b_grpo`): the user turn with the "
+                             "image and the reference answer in a 'solution' column (plates.grpo); extraction only")
     parser.add_argument("--dataset-name", default="plates",
                         help="prefix of the dataset_info.json entries: NAME_train, NAME_val (default plates)")
 
@@ -544,12 +548,18 @@ Chain-of-thought targets ('reason' mode) are: reasoning, a blank line, then the 
         allow_flagged=args.allow_flagged, val_all_tasks=args.val_all_tasks, relative_to=args.relative_to,
         exclude_warnings=tuple(args.exclude_warning))
     options.validate()
+    if args.grpo and (args.descriptions or args.format != "swift"):
+        raise UserError("--grpo writes ms-swift rows of the extraction task only (its answers are verifiable): "
+                        "leave out --descriptions and --format sharegpt")
     records = list(iter_records(records_file))
     if not records:
         raise UserError(f"{records_file}: no records")
     check_warning_codes(args.exclude_warning, records)
     descriptions = load_descriptions(args.descriptions, args.allow_flagged) if args.descriptions else None
     dataset = build_dataset(records, options, records_file, descriptions)
+    if args.grpo:
+        dataset.train, dataset.val = list(map(grpo_row, dataset.train)), list(map(grpo_row, dataset.val))
+        dataset.stats["layout"] = "grpo: messages (user turn) + images + solution (the reference answer)"
     dataset.stats["sources"] = {
         "records": {"path": str(records_file.resolve()), "sha256": file_sha256(records_file)},
         "descriptions": [{"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in args.descriptions],
