@@ -158,18 +158,13 @@ def prepare_plan(options: dict[str, Any], dataset_files: Iterable[Path], notes: 
     funcs = list(options.get("reward_funcs") or [])
     if not funcs and not options.get("reward_model"):
         raise UserError("GRPO needs rewards: --set 'reward_funcs=[plates_schema,plates_fields,plates_plate_chars]'")
+    _check_reward_names(funcs, own_plugins=bool(options.get("external_plugins")))
     weights = options.get("reward_weights")
     sources = len(funcs) + len(options.get("reward_model") or [])
     if weights is not None and len(weights) != sources:
         raise UserError(f"reward_weights has {len(weights)} values for {sources} rewards "
                         f"({', '.join(funcs)}); give one weight per reward")
-    ours = [f for f in funcs if f in REWARDS]
-    unknown = [f for f in funcs if f.startswith("plates") and f not in REWARDS]
-    if unknown:
-        hint = swift_cli.suggest(unknown[0], REWARDS)
-        raise UserError(f"no plates reward {unknown[0]!r}" + (f"; did you mean {hint!r}?" if hint else "")
-                        + f" (plates rewards: {', '.join(REWARDS)})")
-    if not ours:
+    if not any(f in REWARDS for f in funcs):
         return
     options["external_plugins"] = swift_cli.with_plugins(options.get("external_plugins"), str(plugin_path()))
     for path in dataset_files:
@@ -178,6 +173,22 @@ def prepare_plan(options: dict[str, Any], dataset_files: Iterable[Path], notes: 
             raise UserError(f"{path}: rows have no '{SOLUTION}' column for the plates rewards; build the dataset "
                             "with `plates build --grpo`")
     notes.append("rewards: " + ", ".join(f"{name} x{weight:g}" for name, weight in reward_weights(options).items()))
+
+
+def _check_reward_names(funcs: list[str], own_plugins: bool) -> None:
+    """Every reward name must be a plates reward or one ms-swift ships (a user's own plugin file may register
+    others, so names outside both pass when one is given)."""
+    from plates import swift_cli
+
+    known = dict(REWARDS)
+    if not own_plugins:
+        known.update(dict.fromkeys(swift_cli.quiet_import("swift.rewards").orms))
+    for name in funcs:
+        if name in known or (own_plugins and not name.startswith("plates")):
+            continue
+        hint = swift_cli.suggest(name, known)
+        raise UserError(f"no reward function {name!r}" + (f"; did you mean {hint!r}?" if hint else "")
+                        + f" (plates rewards: {', '.join(REWARDS)})")
 
 
 def manifest_fields(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -85,12 +85,12 @@ def argument_fields(command: str) -> dict[str, dataclasses.Field]:
     dataclass, which already includes the Hugging Face ``Seq2SeqTrainingArguments`` fields for sft and rlhf."""
     if command not in ARGUMENT_CLASSES:
         raise ValueError(f"unknown ms-swift command {command!r}")
-    arguments = _quiet_import("swift.arguments")
+    arguments = quiet_import("swift.arguments")
     cls = getattr(arguments, ARGUMENT_CLASSES[command])
     return {field.name: field for field in dataclasses.fields(cls)}
 
 
-def _quiet_import(module: str):
+def quiet_import(module: str):
     """Import an ms-swift module without its import-time INFO lines and library FutureWarnings, which would
     bury a `--dry-run`'s command line; ms-swift's own runs (subprocesses) keep their logging."""
     import importlib
