@@ -191,6 +191,17 @@ def _check_reward_names(funcs: list[str], own_plugins: bool) -> None:
                         + f" (plates rewards: {', '.join(REWARDS)})")
 
 
+def check_launchable(options: Mapping[str, Any]) -> None:
+    """What an rlhf run needs installed on the machine that runs it (a dry run may be for another machine)."""
+    import importlib.util
+
+    if options.get("rlhf_type") == "grpo" and importlib.util.find_spec("msgspec") is None:
+        raise UserError("ms-swift's GRPO trainer needs the msgspec package: pip install msgspec")
+    if options.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        raise UserError("use_vllm needs vLLM on this machine (pip install vllm), or --set use_vllm=false to roll "
+                        "out with ms-swift's transformers engine (slower)")
+
+
 def manifest_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     """What the run manifest records about an rlhf run: the algorithm, rewards and weights, where it started."""
     if not is_rlhf(options):

@@ -320,6 +320,8 @@ def check_launchable(plan: TrainPlan) -> None:
     if "swanlab" in plan.options.get("report_to", []) and importlib.util.find_spec("swanlab") is None:
         raise UserError("report_to swanlab needs the swanlab package: pip install swanlab "
                         "(and SWANLAB_API_KEY in the environment), or --set report_to=tensorboard")
+    if plan.command == "rlhf":
+        grpo.check_launchable(plan.options)
 
 
 def describe_file(path: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from plates.cli import main
 from plates.errors import UserError
 from plates.evaluation import JSON, UNPARSEABLE
-from plates.grpo import REWARDS, checkpoint_model, grpo_row, reward_classes
+from plates.grpo import REWARDS, checkpoint_model, grpo_row, plugin_path, reward_classes
 from plates.io import read_jsonl
 from plates.train import build_manifest, build_plan
 from helpers import argv_pairs
@@ -60,11 +60,22 @@ def eval_details(tmp_path_factory) -> list[dict]:
     return rows
 
 
-def test_rewards_equal_what_plates_eval_details_says(eval_details):
+@pytest.fixture(scope="module")
+def swift_orms() -> dict:
+    """ms-swift's reward registry after it imported plates' plugin file, as `--external_plugins` does."""
+    from swift.rewards import orms
+    from swift.utils import import_external_file
+
+    import_external_file(str(plugin_path()))
+    return orms
+
+
+def test_rewards_equal_what_plates_eval_details_says(eval_details, swift_orms):
     completions = [completion for completion, _ in COMPLETIONS.values()]
-    rewards = {name: cls()(completions, solution=[SOLUTION] * len(completions))
-               for name, cls in reward_classes().items()}
-    assert set(rewards) == set(REWARDS)
+    # as ms-swift's trainer calls a reward: the completions, then every dataset column by name
+    rewards = {name: swift_orms[name]()(completions, solution=[SOLUTION] * len(completions),
+                                        images=[["a.jpg"]] * len(completions))
+               for name in REWARDS}
     for k, (case, (_, expected)) in enumerate(COMPLETIONS.items()):
         scores = eval_details[k]["scores"]
         got = {REWARDS[name]: rewards[name][k] for name in REWARDS}
@@ -216,3 +227,17 @@ def test_manifest_records_rewards_and_weights(grpo_dataset):
     assert manifest["rlhf"]["rewards"] == {"plates_schema": 0.5, "plates_fields": 1.0, "plates_plate_chars": 2.0}
     sft = build_manifest(build_plan("tiny_cpu", grpo_dataset, model="m", environ={}), environ={})
     assert "rlhf" not in sft
+
+
+def test_vllm_rollouts_need_vllm_where_the_run_starts(grpo_dataset):
+    import importlib.util
+
+    from plates.train import check_launchable
+
+    plan = build_plan("qwen2_5_vl_7b_grpo", grpo_dataset, environ={})
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(UserError, match="use_vllm=false"):
+            check_launchable(plan)
+    else:
+        check_launchable(plan)
+    check_launchable(build_plan("qwen2_5_vl_7b_grpo", grpo_dataset, overrides=["use_vllm=false"], environ={}))
