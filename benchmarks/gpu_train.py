@@ -71,9 +71,9 @@ SEED_RECIPE = {
 SMALL_OVERRIDES = ["torch_dtype=float32", "per_device_train_batch_size=1", "gradient_accumulation_steps=1",
                    "max_pixels=50176", "dataloader_num_workers=0", "max_length=1024"]
 # GRPO's batch holds whole groups of rollouts: two completions of one image per step, written without vLLM.
-SMALL_GRPO_OVERRIDES = ["per_device_train_batch_size=2", "num_generations=2", "use_vllm=false",
+SMALL_GRPO_OVERRIDES = ["per_device_train_batch_size=2", "num_generations=2", "use_vllm=false", "sleep_level=0",
                         "max_completion_length=16"]
-TRANSFORMERS_ROLLOUTS = ["use_vllm=false", "vllm_mode=null", "sleep_level=0"]
+TRANSFORMERS_ROLLOUTS = ["use_vllm=false", "sleep_level=0"]
 
 
 def build_model(folder: Path, *, small: bool) -> Path:

@@ -153,6 +153,8 @@ def prepare_plan(options: dict[str, Any], dataset_files: Iterable[Path], notes: 
         options["ref_adapters"] = list(options["adapters"])
         notes.append("the SFT adapters are also the reference model's (ref_adapters), so the KL term keeps the "
                      "policy near the SFT model, not the base model")
+    if not options.get("use_vllm") and options.pop("vllm_mode", None):
+        notes.append("use_vllm is false: rollouts by ms-swift's transformers engine (vllm_mode dropped)")
     if options.get("rlhf_type") != "grpo":
         return
     funcs = list(options.get("reward_funcs") or [])

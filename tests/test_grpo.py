@@ -240,4 +240,6 @@ def test_vllm_rollouts_need_vllm_where_the_run_starts(grpo_dataset):
             check_launchable(plan)
     else:
         check_launchable(plan)
-    check_launchable(build_plan("qwen2_5_vl_7b_grpo", grpo_dataset, overrides=["use_vllm=false"], environ={}))
+    plan = build_plan("qwen2_5_vl_7b_grpo", grpo_dataset, overrides=["use_vllm=false"], environ={})
+    check_launchable(plan)
+    assert "vllm_mode" not in plan.options, "ms-swift refuses vllm_mode without use_vllm"
