@@ -10,6 +10,13 @@ values, so the figures are those the real 7B would show on this machine.
 
     .venv/bin/python benchmarks/gpu_train.py [--steps 3] [--gpus 0] [--image-size 1280x720]
     .venv/bin/python benchmarks/gpu_train.py --small      # CPU smoke test: tiny config, 2 steps
+    .venv/bin/python benchmarks/gpu_train.py --grpo       # also the GRPO preset (rollouts with vLLM colocate)
+
+``--grpo`` adds a third row: a few real `swift rlhf --rlhf_type grpo` steps of the shipped GRPO preset on a
+`plates build --grpo` dataset of the same drawings, with plates' rewards. Its samples are completions (GRPO's
+batch counts rollouts: num_generations per image), and the random weights write until max_completion_length,
+so its figures are the worst case of rollout length. It needs vLLM on the GPU machine (``--grpo-rollouts
+transformers`` rolls out with ms-swift's transformers engine instead).
 
 ``--small`` swaps in a tiny configuration (CPU, fp32, batch 1, small images); the tests run it to keep the script
 working on machines without a GPU.
@@ -29,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PRESET = "qwen2_5_vl_7b_lora"
+GRPO_PRESET = "qwen2_5_vl_7b_grpo"
 
 # Qwen/Qwen2.5-VL-7B-Instruct config.json (text and vision parts), transformers 5 layout.
 QWEN2_5_VL_7B_TEXT = dict(
@@ -62,6 +70,10 @@ SEED_RECIPE = {
 }
 SMALL_OVERRIDES = ["torch_dtype=float32", "per_device_train_batch_size=1", "gradient_accumulation_steps=1",
                    "max_pixels=50176", "dataloader_num_workers=0", "max_length=1024"]
+# GRPO's batch holds whole groups of rollouts: two completions of one image per step, written without vLLM.
+SMALL_GRPO_OVERRIDES = ["per_device_train_batch_size=2", "num_generations=2", "use_vllm=false", "sleep_level=0",
+                        "max_completion_length=16"]
+TRANSFORMERS_ROLLOUTS = ["use_vllm=false", "sleep_level=0"]
 
 
 def build_model(folder: Path, *, small: bool) -> Path:
@@ -97,18 +109,22 @@ def build_model(folder: Path, *, small: bool) -> Path:
     return folder
 
 
-def build_data(folder: Path, n: int, size: tuple[int, int]) -> Path:
-    """``n`` drawn vehicles of ``size`` -> `plates parse` -> `plates build` (extraction samples)."""
+def build_data(folder: Path, n: int, size: tuple[int, int], *, grpo: bool = False) -> Path:
+    """``n`` drawn vehicles of ``size`` -> `plates parse` -> `plates build` (extraction samples; with ``grpo``
+    the GRPO rows of the same records)."""
     from plates.cli import main
     from plates.synth import make_dump
 
-    data = folder / "data"
+    data = folder / ("data-grpo" if grpo else "data")
     if (data / "train.jsonl").is_file():
         return data
-    make_dump(folder / "dump", n, seed=0, width=size[0], height=size[1])
-    if main(["parse", str(folder / "dump"), "-o", str(folder / "records.jsonl"), "-j", "1"]) != 0:
-        raise SystemExit("plates parse failed")
-    if main(["build", str(folder / "records.jsonl"), "-o", str(data), "--val-ratio", "0.05", "--seed", "0"]) != 0:
+    records = folder / "records.jsonl"
+    if not records.is_file():
+        make_dump(folder / "dump", n, seed=0, width=size[0], height=size[1])
+        if main(["parse", str(folder / "dump"), "-o", str(records), "-j", "1"]) != 0:
+            raise SystemExit("plates parse failed")
+    if main(["build", str(records), "-o", str(data), "--val-ratio", "0.05", "--seed", "0"]
+            + (["--grpo"] if grpo else [])) != 0:
         raise SystemExit("plates build failed")
     return data
 
@@ -131,20 +147,22 @@ def tokens_per_sample(data: Path, model: Path, max_pixels: int) -> float:
                 width, height = im.size
             h, w = smart_resize(height, width, factor=28, min_pixels=56 * 56, max_pixels=max_pixels)
             total += (h // 28) * (w // 28) + 2  # + vision start/end
-        text = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+        messages = row["messages"] + ([{"role": "assistant", "content": row["solution"]}] if "solution" in row else [])
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
         total += len(tokenizer(text)["input_ids"])
     return total / max(1, len(rows))
 
 
 def run_recipe(name: str, preset: str, model: Path, data: Path, out: Path, *, steps: int, small: bool,
-               gpus: str | None) -> dict:
-    """A few real `swift sft` steps; figures from ms-swift's logging.jsonl."""
+               gpus: str | None, extra: list[str] = ()) -> dict:
+    """A few real `swift sft` (or `swift rlhf`) steps; figures from ms-swift's logging.jsonl."""
     from plates.train import build_plan, find_run_dir
 
     overrides = [f"max_steps={steps}", "logging_steps=1", "save_steps=1000000", "eval_steps=1000000", "report_to=none",
                  "warmup_ratio=0", "num_train_epochs=1", "template=qwen2_5_vl", "check_model=false"]
     if small:
         overrides += SMALL_OVERRIDES
+    overrides += list(extra)
     plan = build_plan(preset, data / "train.jsonl", model=str(model), overrides=overrides, output_dir=out / name,
                       gpus=None if small else gpus,
                       env_overrides=["CUDA_VISIBLE_DEVICES="] if small else None)
@@ -160,7 +178,7 @@ def run_recipe(name: str, preset: str, model: Path, data: Path, out: Path, *, st
     wall = time.monotonic() - started
     if code != 0:
         tail = log_path.read_text(errors="replace")[-3000:]
-        raise SystemExit(f"{name}: swift sft exited with {code}\n{tail}")
+        raise SystemExit(f"{name}: swift {plan.command} exited with {code}\n{tail}")
     run_dir = find_run_dir(plan.output_dir, before, None)
     rows = [json.loads(line) for line in (run_dir / "logging.jsonl").read_text().splitlines() if line.strip()]
     final = next((r for r in rows if "train_runtime" in r), {})
@@ -197,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", default=None, help="drawn image size WxH (default 1280x720; --small 224x168)")
     parser.add_argument("--gpus", default="0", help="GPUs for the run (default 0)")
     parser.add_argument("--preset", default=PRESET, help=f"the shipped preset to measure (default {PRESET})")
+    parser.add_argument("--grpo", action="store_true", help=f"also measure the GRPO preset ({GRPO_PRESET})")
+    parser.add_argument("--grpo-rollouts", choices=("vllm", "transformers"), default="vllm",
+                        help="rollout engine of the GRPO row (default vllm, as the preset; transformers without)")
     parser.add_argument("--workdir", help="scratch folder (default: a temporary one); reused between runs")
     parser.add_argument("--json", help="also write the figures as JSON")
     args = parser.parse_args(argv)
@@ -211,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model = build_model(work / ("model-small" if args.small else "model-7b"), small=args.small)
     seed = seed_recipe_file(work)
-    recipes = [("preset", args.preset), ("seed", str(seed))]
+    recipes = [("preset", args.preset), ("seed", str(seed))] + ([("grpo", GRPO_PRESET)] if args.grpo else [])
     from plates.train import load_preset
 
     most = max(int(load_preset(p).options.get("per_device_train_batch_size", 1)) *
@@ -221,8 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name, preset in recipes:
         print(f"{name}: {steps} steps of {preset} ...", flush=True)
-        result = run_recipe(name, preset, model, data, work / "runs", steps=steps, small=args.small, gpus=args.gpus)
-        result["tokens_per_sample"] = tokens_per_sample(data, model, result["max_pixels"] or 1003520)
+        extra: list[str] = []
+        if name == "grpo":
+            extra = (SMALL_GRPO_OVERRIDES if args.small else
+                     TRANSFORMERS_ROLLOUTS if args.grpo_rollouts == "transformers" else [])
+        recipe_data = build_data(work, max(8, per_step * steps + 4), size, grpo=name == "grpo")
+        result = run_recipe(name, preset, model, recipe_data, work / "runs", steps=steps, small=args.small,
+                            gpus=args.gpus, extra=extra)
+        result["tokens_per_sample"] = tokens_per_sample(recipe_data, model, result["max_pixels"] or 1003520)
         result["tokens_per_s"] = result["samples_per_s"] * result["tokens_per_sample"]
         results.append(result)
     header = f"{'recipe':8} {'steps':>5} {'batch':>5} {'samples/s':>10} {'tokens/s':>10} {'peak GPU GiB':>13}"
@@ -232,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         memory = "n/a (CPU)" if r["peak_gpu_memory_gib"] is None else f"{r['peak_gpu_memory_gib']:.1f}"
         print(f"{r['recipe']:8} {r['steps']:>5} {r['global_batch']:>5} {r['samples_per_s']:>10.3f} "
               f"{r['tokens_per_s']:>10.1f} {memory:>13}")
+    if args.grpo:
+        print("grpo: samples are completions (num_generations per image), each written to max_completion_length")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0

@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable, Mapping
 from plates import __version__
 from plates.errors import UserError
 from plates.contracts import DatasetLayout
+from plates.grpo import grpo_row
 from plates.io import check_input_file, check_output_dir, guard_outputs, iter_jsonl, replace_file_set, write_json
 from plates.labels import PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels
 from plates.records import iter_records, resolve_image
@@ -208,6 +209,7 @@ class BuildOptions:
     val_all_tasks: bool = False
     relative_to: str | None = None
     exclude_warnings: tuple[str, ...] = ()
+    grpo: bool = False
 
     def validate(self) -> None:
         if not 0 <= self.val_ratio < 1:
@@ -230,10 +232,13 @@ def image_path_for(record: dict[str, Any], records_file: str | Path | None, rela
 
 
 def record_samples(record: dict[str, Any], image: str, entries: Iterable[dict[str, Any]],
-                   seed: int) -> list[dict[str, Any]]:
+                   seed: int, grpo: bool = False) -> list[dict[str, Any]]:
     """Every sample one record gives, in the order they are written: extraction, then its chosen descriptions.
-    The single place where samples are made, one record at a time (a per-sample transformation goes here)."""
+    The single place where samples are made, one record at a time (a per-sample transformation goes here).
+    ``grpo``: the extraction sample as a GRPO row (``plates.grpo.grpo_row``: the answer in ``solution``)."""
     samples = [make_sample(EXTRACTION_PROMPT, answer_text(record["labels"]), image)]
+    if grpo:
+        return [grpo_row(samples[0])]
     for entry in entries:
         samples.append(description_sample(entry, record, image, seed))
     return samples
@@ -300,7 +305,7 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
         side = "val" if val else "train"
         entries = per_record.pop(candidate, ())
         samples = record_samples(record, image_path_for(record, records_file, options.relative_to), entries,
-                                 options.seed)
+                                 options.seed, grpo=options.grpo)
         task_counts[side]["extract"] += 1
         for entry in entries:
             task_counts[side][entry["mode"]] += 1
@@ -329,6 +334,8 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
         "answer_format": "json.dumps(answer_from_labels(labels), ensure_ascii=False)",
         "cot_format": "REASONING + '\\n\\n' + JSON answer (one line, last paragraph)",
         "prompts": {"extract": EXTRACTION_PROMPT, "reason": REASON_PROMPT},
+        **({"layout": "grpo: messages (user turn) + images + solution (the reference answer)"}
+           if options.grpo else {}),
         "records": dict(sorted(plan.problems.counts.items())),
         "record_problems": plan.problems.ordered_examples(),
         "descriptions": dict(sorted(desc_counts.items())) if desc_counts is not None else None,
@@ -401,6 +408,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="leave out records carrying this warning code, e.g. plate_pattern (repeatable)")
     parser.add_argument("--format", choices=("swift", "sharegpt"), default="swift",
                         help="'sharegpt' also writes LLaMA-Factory files and dataset_info.json (default: swift)")
+    parser.add_argument("--grpo", action="store_true",
+                        help="rows for GRPO (`plates train --preset qwen2_5_vl_7b_grpo`): the user turn with the "
+                             "image and the reference answer in a 'solution' column (plates.grpo); extraction only")
     parser.add_argument("--dataset-name", default="plates",
                         help="prefix of the dataset_info.json entries: NAME_train, NAME_val (default plates)")
 
@@ -423,8 +433,11 @@ Chain-of-thought targets ('reason' mode) are: reasoning, a blank line, then the 
         val_ratio=args.val_ratio, seed=args.seed, stratify=args.stratify,
         ratios={m: getattr(args, f"{m}_ratio") for m in DESCRIPTION_MODES},
         allow_flagged=args.allow_flagged, val_all_tasks=args.val_all_tasks, relative_to=args.relative_to,
-        exclude_warnings=tuple(args.exclude_warning))
+        exclude_warnings=tuple(args.exclude_warning), grpo=args.grpo)
     options.validate()
+    if args.grpo and (args.descriptions or args.format != "swift"):
+        raise UserError("--grpo writes ms-swift rows of the extraction task only (its answers are verifiable): "
+                        "leave out --descriptions and --format sharegpt")
     check_warning_codes(args.exclude_warning, iter_records(records_file))
     descriptions = load_descriptions(args.descriptions, args.allow_flagged) if args.descriptions else None
     records = lambda: iter_records(records_file)  # noqa: E731 - read twice: plan, then samples

@@ -47,6 +47,7 @@ RENAMED_VALUES = {("infer_backend", "pt"): "transformers"}
 
 ARGUMENT_CLASSES = {
     "sft": "SftArguments",
+    "rlhf": "RLHFArguments",
     "infer": "InferArguments",
     "export": "ExportArguments",
     "deploy": "DeployArguments",
@@ -80,16 +81,16 @@ def swift_command() -> list[str]:
 
 @functools.lru_cache(maxsize=None)
 def argument_fields(command: str) -> dict[str, dataclasses.Field]:
-    """The installed ms-swift's argument fields for ``command`` (sft, infer, export, deploy): its own dataclass,
-    which already includes the Hugging Face ``Seq2SeqTrainingArguments`` fields for sft."""
+    """The installed ms-swift's argument fields for ``command`` (sft, rlhf, infer, export, deploy): its own
+    dataclass, which already includes the Hugging Face ``Seq2SeqTrainingArguments`` fields for sft and rlhf."""
     if command not in ARGUMENT_CLASSES:
         raise ValueError(f"unknown ms-swift command {command!r}")
-    arguments = _quiet_import("swift.arguments")
+    arguments = quiet_import("swift.arguments")
     cls = getattr(arguments, ARGUMENT_CLASSES[command])
     return {field.name: field for field in dataclasses.fields(cls)}
 
 
-def _quiet_import(module: str):
+def quiet_import(module: str):
     """Import an ms-swift module without its import-time INFO lines and library FutureWarnings, which would
     bury a `--dry-run`'s command line; ms-swift's own runs (subprocesses) keep their logging."""
     import importlib

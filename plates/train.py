@@ -20,7 +20,7 @@ from typing import Any
 
 from plates.errors import UserError
 from plates.io import check_output_dir, sha256_file, write_json
-from plates import resources, swift_cli
+from plates import grpo, resources, swift_cli
 from plates.contracts import DatasetLayout, dataset_image_root  # noqa: F401 - dataset_image_root: old home
 from plates.swift_cli import parse_gpus  # noqa: F401 - its old home
 from plates.launch import add_distributed_arguments, distributed_env
@@ -90,7 +90,8 @@ def load_preset(name_or_path: str) -> Preset:
 
 @dataclass
 class TrainPlan:
-    """Everything needed to launch (or print) one `swift sft` run."""
+    """Everything needed to launch (or print) one `swift sft` (or, for a preset with ``rlhf_type``, `swift rlhf`)
+    run."""
 
     argv: list[str]
     env: dict[str, str]
@@ -100,6 +101,7 @@ class TrainPlan:
     dataset_files: list[Path]
     output_dir: Path
     notes: list[str] = field(default_factory=list)
+    command: str = "sft"
 
 
 def dataset_files(dataset: str | os.PathLike) -> tuple[Path, Path | None]:
@@ -120,7 +122,7 @@ def dataset_files(dataset: str | os.PathLike) -> tuple[Path, Path | None]:
 # (infer --adapters from another folder) read them back, so they must not depend on the working directory
 PATH_OPTIONS = ("model", "adapters", "ckpt_dir", "resume_from_checkpoint", "dataset", "val_dataset",
                 "output_dir", "logging_dir", "deepspeed", "external_plugins", "custom_register_path",
-                "result_path", "ref_model", "reward_model")
+                "result_path", "ref_model", "ref_adapters", "reward_model")
 
 
 def absolute_paths(options: dict[str, Any], keys: tuple[str, ...] = PATH_OPTIONS) -> None:
@@ -182,17 +184,19 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
                gpus: str | None = None, model_parallel: bool = False, nnodes: int | None = None,
                node_rank: int | None = None, master_addr: str | None = None, master_port: int | None = None,
                output_dir: str | os.PathLike | None = None, environ: dict[str, str] | None = None,
-               large_dataset: str = "auto") -> TrainPlan:
-    """Pure: preset + overrides -> argv and environment for `swift sft`. Raises UserError for anything ms-swift
-    would reject by name or type, before anything is launched."""
+               large_dataset: str = "auto", adapters: str | os.PathLike | None = None) -> TrainPlan:
+    """Pure: preset + overrides -> argv and environment for `swift sft` (`swift rlhf` when the preset or an
+    override sets ``rlhf_type``). Raises UserError for anything ms-swift would reject by name or type, before
+    anything is launched. ``adapters``: a checkpoint to start from (its base model when ``model`` is None)."""
     loaded = load_preset(preset)
     environ = dict(os.environ) if environ is None else environ
     notes: list[str] = []
-    options = swift_cli.resolve_options("sft", loaded.options, notes=notes)
-
     values, raw = swift_cli.parse_overrides(overrides)
-    override_options = swift_cli.resolve_options("sft", values, raw, notes=notes)
-    dropped = [swift_cli.canonical_name(k, swift_cli.argument_fields("sft"))[0] for k, v in values.items()
+    command = "rlhf" if grpo.is_rlhf({**loaded.options, **values}) else "sft"
+    options = swift_cli.resolve_options(command, loaded.options, notes=notes)
+
+    override_options = swift_cli.resolve_options(command, values, raw, notes=notes)
+    dropped = [swift_cli.canonical_name(k, swift_cli.argument_fields(command))[0] for k, v in values.items()
                if v is None]
     for key in dropped:
         options.pop(key, None)
@@ -219,6 +223,14 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
                         "give it once, with --output-dir")
     if model is not None:
         options["model"] = model
+    if adapters is not None:
+        if "adapters" in override_options:
+            raise UserError("the adapters are given twice (--adapters and --set adapters=…); give them once")
+        options["adapters"] = [str(adapters)]
+    if not options.get("model") and options.get("adapters"):
+        options["model"] = grpo.checkpoint_model(options["adapters"][0])
+        if options["model"]:
+            notes.append(f"base model {options['model']} from the checkpoint's args.json")
     if not options.get("model"):
         raise UserError(f"preset {loaded.name!r} names no model: pass --model (a hub id or a local folder; "
                         "`plates tiny-model DIR` builds a tiny one)")
@@ -263,12 +275,14 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
     notes.extend(scale_notes)
     _add_field_weights(options, env, environ, notes)
     _add_placeholder_loss(options, env, environ, notes)
+    if command == "rlhf":
+        grpo.prepare_plan(options, files, notes)
     absolute_paths(options)
     first = ("model", "dataset", "val_dataset")
     options = {**{k: options[k] for k in first if k in options}, **{k: v for k, v in options.items() if k not in first}}
-    argv = [*swift_cli.swift_command(), "sft", *swift_cli.options_to_argv(options)]
+    argv = [*swift_cli.swift_command(), command, *swift_cli.options_to_argv(options)]
     return TrainPlan(argv=argv, env=env, options=options, preset=loaded, overrides=list(overrides or []),
-                     dataset_files=files, output_dir=out, notes=notes)
+                     dataset_files=files, output_dir=out, notes=notes, command=command)
 
 
 def check_launchable(plan: TrainPlan) -> None:
@@ -278,6 +292,8 @@ def check_launchable(plan: TrainPlan) -> None:
     if "swanlab" in plan.options.get("report_to", []) and importlib.util.find_spec("swanlab") is None:
         raise UserError("report_to swanlab needs the swanlab package: pip install swanlab "
                         "(and SWANLAB_API_KEY in the environment), or --set report_to=tensorboard")
+    if plan.command == "rlhf":
+        grpo.check_launchable(plan.options)
 
 
 def describe_file(path: Path) -> dict[str, Any]:
@@ -317,6 +333,7 @@ def build_manifest(plan: TrainPlan, *, exit_code: int | None = None, run_dir: Pa
         "finished": stamp(finished),
         "duration_s": round(finished - started, 1) if started and finished else None,
         "notes": plan.notes,
+        **grpo.manifest_fields(plan.options),
     }
 
 
@@ -344,6 +361,7 @@ class TrainResult:
     log_path: Path
     seconds: float
     losses: list[float]
+    rewards: dict[str, list[float]] | None = None  # rlhf runs: total and per reward function (plates.grpo)
 
     def summary(self) -> str:
         minutes, seconds = divmod(round(self.seconds), 60)
@@ -355,6 +373,7 @@ class TrainResult:
             f"plates train: {'finished' if self.code == 0 else f'ms-swift exited with {self.code}'} "
             f"in {minutes}m {seconds:02d}s",
             f"training loss: {loss}",
+            *(grpo.summary_lines(self.rewards) if self.rewards is not None else []),
             f"output folder: {self.run_dir or 'none'}",
             f"last checkpoint: {self.checkpoint or 'none'}",
             f"manifest: {self.manifest_path}",
@@ -406,7 +425,8 @@ def run_plan(plan: TrainPlan, *, verbose: bool = False) -> TrainResult:
     write_json(manifest_path, manifest)
     return TrainResult(code=code, run_dir=run_dir, checkpoint=checkpoint, manifest_path=manifest_path,
                        log_path=log_path, seconds=finished - started,
-                       losses=loss_history(run_dir) or progress.losses)
+                       losses=loss_history(run_dir) or progress.losses,
+                       rewards=grpo.reward_history(run_dir) if plan.command == "rlhf" else None)
 
 
 # ---- CLI ------------------------------------------------------------------------------------------------------
@@ -417,6 +437,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help=f"preset name in swift_args/ ({names}) or path to an ms-swift YAML config")
     parser.add_argument("--dataset", help="`plates build` output folder (train.jsonl, val.jsonl) or one JSONL file")
     parser.add_argument("--model", help="base model: hub id or local folder (overrides the preset's)")
+    parser.add_argument("--adapters", metavar="CHECKPOINT",
+                        help="start from this LoRA checkpoint of an earlier run (e.g. SFT before GRPO); its base "
+                             "model is read from the run's args.json unless --model is given")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override an ms-swift argument, e.g. --set num_train_epochs=3 --set "
                              "report_to=tensorboard; lists as YAML: --set 'target_modules=[q_proj,v_proj]'; "
@@ -440,19 +463,23 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Fine-tune with ms-swift (`swift sft`) from a preset plus overrides.
+    """Fine-tune with ms-swift (`swift sft`, or `swift rlhf` for a preset with rlhf_type) from a preset plus
+    overrides.
 
     Every argument name and value is checked against the installed ms-swift first (3.x names such as
     train_type are translated; misspelt ones are rejected with the closest valid name). The terminal shows one
     progress bar (step/total, loss, ETA); ms-swift's whole output goes to swift-sft.log in the run folder
     (-v streams it here too). Afterwards plates_manifest.json (command, environment minus secrets, package
     versions, dataset hashes, preset) is written into the run folder, and a summary names the loss first ->
-    last, the folder, the last checkpoint, the log and the wall time. The exit code is ms-swift's.
+    last, the folder, the last checkpoint, the log and the wall time. The exit code is ms-swift's. A GRPO preset
+    (qwen2_5_vl_7b_grpo, tiny_cpu_grpo) needs a `plates build --grpo` dataset; its summary adds the reward, total
+    and per reward function, first -> last, and the manifest records the rewards and weights.
 
     examples:
       plates train --preset qwen2_5_vl_7b_lora --dataset data/ --gpus 0,1,2,3 --model-parallel
       plates train --preset qwen2_5_vl_7b_lora_deepspeed --dataset data/ --set deepspeed=zero3
       plates train --preset tiny_cpu --model tiny/ --dataset data/ --dry-run
+      plates train --preset qwen2_5_vl_7b_grpo --dataset grpo_data/ --adapters output/v0-…/checkpoint-600
     """
     if args.list_presets:
         for name in available_presets():
@@ -463,7 +490,8 @@ def _run(args: argparse.Namespace) -> int:
     plan = build_plan(args.preset, args.dataset, model=args.model, overrides=args.overrides,
                       env_overrides=args.env_overrides, gpus=args.gpus, model_parallel=args.model_parallel,
                       nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
-                      master_port=args.master_port, output_dir=args.output_dir, large_dataset=args.large_dataset)
+                      master_port=args.master_port, output_dir=args.output_dir, large_dataset=args.large_dataset,
+                      adapters=args.adapters)
     import sys
 
     for note in plan.notes:
@@ -477,4 +505,5 @@ def _run(args: argparse.Namespace) -> int:
     return result.code
 
 
-COMMANDS = {"train": (_configure, _run, "fine-tune with ms-swift (swift sft) from a preset; --dry-run prints it")}
+COMMANDS = {"train": (_configure, _run, "fine-tune with ms-swift (swift sft, or swift rlhf for GRPO) from a preset; "
+                                        "--dry-run prints it")}

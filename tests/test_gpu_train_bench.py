@@ -40,3 +40,18 @@ def test_small_run_on_cpu_prints_both_recipes(tmp_path):
     for figure in figures:
         assert figure["steps"] == 1 and figure["samples_per_s"] > 0 and figure["tokens_per_s"] > figure["samples_per_s"]
         assert figure["peak_gpu_memory_gib"] is None  # CPU
+
+
+@pytest.mark.slow
+def test_small_run_measures_the_grpo_preset_too(tmp_path):
+    out = tmp_path / "figures.json"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--small", "--steps", "1", "--grpo", "--workdir",
+                             str(tmp_path / "w"), "--json", str(out)], capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    figures = {f["recipe"]: f for f in json.loads(out.read_text())}
+    assert list(figures) == ["preset", "seed", "grpo"]
+    grpo = figures["grpo"]
+    assert grpo["preset"] == "qwen2_5_vl_7b_grpo" and grpo["steps"] == 1 and grpo["samples_per_s"] > 0
+    assert grpo["global_batch"] == 2  # two completions of one image
+    assert "grpo: samples are completions" in result.stdout

@@ -63,8 +63,15 @@ def test_seed_preset_is_the_seed_recipe(dataset_dir):
 
 @pytest.mark.parametrize("name", available_presets())
 def test_every_shipped_preset_is_valid_for_the_installed_ms_swift(name, dataset_dir):
+    if "rlhf_type" in load_preset(name).options:  # GRPO presets read `plates build --grpo` rows (test_grpo.py)
+        from plates.grpo import grpo_row
+
+        for split in ("train.jsonl", "val.jsonl"):
+            rows = [grpo_row(json.loads(line)) for line in (dataset_dir / split).read_text("utf-8").splitlines()
+                    if line.strip()]
+            (dataset_dir / split).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     plan = build_plan(name, dataset_dir, model="some/model", environ={})
-    assert plan.argv[plan.argv.index("sft") - 1].endswith(("swift", "swift.cli.main"))
+    assert plan.argv[plan.argv.index(plan.command) - 1].endswith(("swift", "swift.cli.main"))
     assert "--tuner_type" in plan.argv and "--train_type" not in plan.argv
     text = (presets_dir() / f"{name}.yaml").read_text(encoding="utf-8")
     assert text.startswith("#"), "presets start with a one-line summary comment"

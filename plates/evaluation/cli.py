@@ -44,7 +44,8 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
                              "-1 = the image's folder: camera, date); repeatable. CCPD subset folders "
                              "(ccpd_base …) are recognised without it")
     parser.add_argument("--details", metavar="PATH", help="write one JSON line per answer (parse method, "
-                                                           "violations, wrong fields) for error analysis")
+                                                           "violations, wrong fields, the per-answer scores the GRPO "
+                                                           "rewards give) for error analysis")
     parser.add_argument("--top", type=int, default=10, metavar="K", help="confusions kept per field (default 10)")
     eval_extras.add_arguments(parser)
     _add_bootstrap_arguments(parser)

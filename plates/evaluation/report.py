@@ -11,6 +11,7 @@ from plates.errors import UserError
 from plates.evaluation.common import NO_PLATE
 from plates.evaluation.items import Item, Source, iter_items
 from plates.evaluation.metrics import summary_metrics
+from plates.evaluation.rewards import answer_scores
 from plates.evaluation.samples import SampleLog
 from plates.evaluation.scorer import Reference, Scorer
 from plates.evaluation.stats import DEFAULT_SEED, LEVEL, cluster_intervals
@@ -54,7 +55,8 @@ def evaluate(items: Iterable[Item], scorer: Scorer | None = None, by: Iterable[s
                 sliced = slices[f][key] = Tally()
             sliced.add(outcome)
         if details is not None:
-            details.append({"line": item.line, "image": item.image, **outcome.to_json()})
+            details.append({"line": item.line, "image": item.image, **outcome.to_json(),
+                            "scores": answer_scores(outcome)})
         if log is not None:
             log.add(item, outcome)
         for observe in observing:
