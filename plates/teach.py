@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import os
 import queue
 import re
@@ -445,16 +446,13 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _run_pool(job: _Job, records: list[dict[str, Any]], concurrency: int, stop: threading.Event):
-    """Yield one outcome per record as workers finish. Daemon threads, so Ctrl-C never waits for a slow
-    request; a bounded task queue keeps memory flat on large inputs."""
-    tasks: queue.Queue = queue.Queue(maxsize=concurrency * 4)
+    """Yield one outcome per started record as workers finish. This thread hands out the records, one more
+    only after the caller has taken an outcome (and decided whether to stop), so at most ``concurrency`` are
+    in flight and no record starts once ``stop`` is set: at ``concurrency`` 1 an early stop is exact, and
+    otherwise at most the records already in flight finish after it. Records never handed out are not
+    yielded. Daemon threads, so Ctrl-C never waits for a slow request."""
+    tasks: queue.Queue = queue.Queue()
     results: queue.Queue = queue.Queue()
-
-    def feed() -> None:
-        for record in records:
-            tasks.put(record)
-        for _ in range(concurrency):
-            tasks.put(None)
 
     def work() -> None:
         while True:
@@ -466,21 +464,35 @@ def _run_pool(job: _Job, records: list[dict[str, Any]], concurrency: int, stop: 
             except BaseException as exc:  # a bug: hand it to the main thread, which re-raises it
                 results.put(exc)
 
-    threads = [threading.Thread(target=feed, name="teach-feed", daemon=True)]
-    threads += [threading.Thread(target=work, name=f"teach-{i}", daemon=True) for i in range(concurrency)]
+    threads = [threading.Thread(target=work, name=f"teach-{i}", daemon=True) for i in range(concurrency)]
     for thread in threads:
         thread.start()
-    for _ in range(len(records)):
-        while True:
-            try:
-                item = results.get(timeout=0.5)
-                break
-            except queue.Empty:
-                continue
-        if isinstance(item, BaseException):
-            stop.set()
-            raise item
-        yield item
+    pending = iter(records)
+    in_flight = 0
+    try:
+        for record in itertools.islice(pending, concurrency):
+            tasks.put(record)
+            in_flight += 1
+        while in_flight:
+            while True:
+                try:
+                    item = results.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    continue
+            in_flight -= 1
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if not stop.is_set():
+                record = next(pending, None)
+                if record is not None:
+                    tasks.put(record)
+                    in_flight += 1
+    finally:
+        stop.set()
+        for _ in threads:
+            tasks.put(None)
 
 
 # --- command line -------------------------------------------------------------------------------------------
@@ -524,7 +536,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="at most this many requests a minute (0 = no limit)")
     parser.add_argument("--retries", type=int, default=5,
                         help="retries per request on 429, 5xx, timeouts and dropped connections (default 5)")
-    parser.add_argument("--timeout", type=_non_negative, default=120.0, help="seconds per request (default 120)")
+    parser.add_argument("--timeout", type=_non_negative, default=120.0, help="total seconds one request may take: connecting, sending and the whole "
+                             "reply (default 120); a slower or larger (over 8 MB) reply is retried")
     parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
                         help=f"shrink images to at most this many pixels before sending (default {DEFAULT_MAX_PIXELS})")
     parser.add_argument("--max-tokens", type=_positive_int, default=1024, help="completion token limit (default 1024)")
