@@ -384,6 +384,11 @@ def _append_all(log: Any, lines: list[dict[str, Any]]) -> None:
     (getattr(os, "fdatasync", None) or os.fsync)(log.fd)
 
 
+def check_settings(output: Path, settings: str) -> None:
+    """Refuse to append to an output answered with other settings (read from its first line)."""
+    _check_settings(output, settings)
+
+
 def _check_settings(output: Path, settings: str) -> None:
     for number, line in iter_jsonl(output):
         other = line.get("settings") if isinstance(line, dict) else None
@@ -421,6 +426,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--adapters", help="LoRA checkpoint from `plates train` (or its run folder)")
     source.add_argument("--model", help="a model without adapters: a `plates export` folder, or a hub id")
+    from plates import predict_endpoint
+
+    predict_endpoint.add_arguments(parser, source)
     parser.add_argument("--rejects", metavar="PATH", help="default: OUT with .rejects.jsonl")
     add_generation_arguments(parser)
     parser.add_argument("--logprobs", action="store_true",
@@ -440,7 +448,12 @@ def _run(args: argparse.Namespace) -> int:
     examples:
       plates predict /data/new_images -o preds.jsonl --adapters output/v0-…/checkpoint-300
       plates predict records.jsonl -o preds.jsonl --adapters RUN --logprobs     # then: plates audit
+      plates predict /data/new_images -o preds.jsonl --endpoint http://gpu1:8000/v1 --endpoint http://gpu2:8000/v1
     """
+    if args.endpoint:
+        from plates import predict_endpoint
+
+        return predict_endpoint.run(args)
     summary = run_predict(args.inputs, args.output, adapters=args.adapters, model=args.model, decoding=args.decoding,
                           backend=args.backend, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                           max_pixels=args.max_pixels, template=args.template, logprobs=args.logprobs,

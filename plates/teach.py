@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import os
-import queue
 import re
 import sys
 import threading
@@ -45,6 +43,7 @@ from plates.io import (
     check_input_file, dump_json_line, guard_outputs, iter_jsonl, progress, same_file, write_json,
 )
 from plates.records import load_records, resolve_image
+from plates.workpool import run_pool
 from plates import teacher
 from plates.teacher import (
     DEFAULT_MAX_PIXELS, MODES, Prompts, TeacherBackend, TeacherError, build_request, digest, load_prompts,
@@ -387,7 +386,7 @@ def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend
         bar = progress(total=len(records), desc=f"teach {mode}", unit="rec") if show_progress else None
         fatal: str | None = None
         try:
-            for outcome in _run_pool(job, records, max(1, concurrency), stop):
+            for outcome in run_pool(job, records, max(1, concurrency), stop):
                 if outcome.kind == "cancelled":
                     continue
                 summary.retries.update(outcome.retried)
@@ -443,56 +442,6 @@ def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend
 
 def _same_file(a: Path, b: Path) -> bool:
     return same_file(a, b)
-
-
-def _run_pool(job: _Job, records: list[dict[str, Any]], concurrency: int, stop: threading.Event):
-    """Yield one outcome per started record as workers finish. This thread hands out the records, one more
-    only after the caller has taken an outcome (and decided whether to stop), so at most ``concurrency`` are
-    in flight and no record starts once ``stop`` is set: at ``concurrency`` 1 an early stop is exact, and
-    otherwise at most the records already in flight finish after it. Records never handed out are not
-    yielded. Daemon threads, so Ctrl-C never waits for a slow request."""
-    tasks: queue.Queue = queue.Queue()
-    results: queue.Queue = queue.Queue()
-
-    def work() -> None:
-        while True:
-            record = tasks.get()
-            if record is None:
-                return
-            try:
-                results.put(job(record))
-            except BaseException as exc:  # a bug: hand it to the main thread, which re-raises it
-                results.put(exc)
-
-    threads = [threading.Thread(target=work, name=f"teach-{i}", daemon=True) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    pending = iter(records)
-    in_flight = 0
-    try:
-        for record in itertools.islice(pending, concurrency):
-            tasks.put(record)
-            in_flight += 1
-        while in_flight:
-            while True:
-                try:
-                    item = results.get(timeout=0.5)
-                    break
-                except queue.Empty:
-                    continue
-            in_flight -= 1
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if not stop.is_set():
-                record = next(pending, None)
-                if record is not None:
-                    tasks.put(record)
-                    in_flight += 1
-    finally:
-        stop.set()
-        for _ in threads:
-            tasks.put(None)
 
 
 # --- command line -------------------------------------------------------------------------------------------

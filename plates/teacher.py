@@ -417,6 +417,24 @@ class OpenAIBackend(TeacherBackend):
         self.model = models[0]
         return self.model
 
+    def check_servers(self) -> list[str]:
+        """Ask every server which models it serves (a cheap request): an unreachable server, or one that is
+        not OpenAI-compatible, is a one-line UserError naming its URL before any work starts. Returns the
+        first model each server lists."""
+        import openai
+
+        first = []
+        for url, client in zip(self.base_urls, self._clients):
+            try:
+                models = [m.id for m in client.models.list()]
+            except (openai.APIError, ValueError, AttributeError) as exc:
+                raise UserError(f"{url}: cannot list its models ({_describe_error(exc, self._secret)}); "
+                                "is the server running?") from None
+            if not models:
+                raise UserError(f"{url}: serves no model")
+            first.append(models[0])
+        return first
+
     def messages(self, request: Request) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         if request.system:
