@@ -23,6 +23,7 @@ from typing import Any
 
 from plates.errors import UserError
 from plates.io import guard_outputs, progress, write_jsonl
+from plates.signals import deferred
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_TIMEOUT = 300.0
@@ -121,12 +122,13 @@ def run(args: argparse.Namespace) -> int:
                         stop.set()
                     continue
                 described = predict.describe_answer(result.text, validator)
-                log.append({"key": candidate.key, "image": candidate.path, "sha256": candidate.sha256,
-                            **described, "response": result.text, "confidence": None, "settings": settings,
-                            "decoding": "server", "model": backend.model})
-                summary.answered += 1
-                summary.parsed += described["answer"] is not None
-                summary.schema_valid += described["schema_valid"]
+                with deferred():  # the summary counts exactly the lines written
+                    log.append({"key": candidate.key, "image": candidate.path, "sha256": candidate.sha256,
+                                **described, "response": result.text, "confidence": None, "settings": settings,
+                                "decoding": "server", "model": backend.model})
+                    summary.answered += 1
+                    summary.parsed += described["answer"] is not None
+                    summary.schema_valid += described["schema_valid"]
                 bar.update(1)
     finally:
         log.close()

@@ -43,6 +43,7 @@ from plates.io import (
     check_input_file, dump_json_line, guard_outputs, iter_jsonl, progress, same_file, write_json,
 )
 from plates.records import load_records, resolve_image
+from plates.signals import deferred
 from plates.workpool import run_pool
 from plates import teacher
 from plates.teacher import (
@@ -407,17 +408,18 @@ def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend
                 elif outcome.key in written:
                     summary.duplicates += 1
                 else:
-                    log.append(outcome.line)
-                    written.add(outcome.key)
-                    summary.done += 1
-                    if outcome.line["verdict"] == "ok":
-                        summary.ok += 1
-                    else:
-                        summary.flagged += 1
-                        summary.flagged_reasons.update(r.split(":", 1)[0] for r in outcome.line["reasons"])
-                    if outcome.usage:
-                        summary.prompt_tokens += outcome.usage.get("prompt_tokens", 0)
-                        summary.completion_tokens += outcome.usage.get("completion_tokens", 0)
+                    with deferred():  # a signal never falls between the line and its count in the summary
+                        log.append(outcome.line)
+                        written.add(outcome.key)
+                        summary.done += 1
+                        if outcome.line["verdict"] == "ok":
+                            summary.ok += 1
+                        else:
+                            summary.flagged += 1
+                            summary.flagged_reasons.update(r.split(":", 1)[0] for r in outcome.line["reasons"])
+                        if outcome.usage:
+                            summary.prompt_tokens += outcome.usage.get("prompt_tokens", 0)
+                            summary.completion_tokens += outcome.usage.get("completion_tokens", 0)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(ok=summary.ok, flagged=summary.flagged, failed=summary.failed_total, refresh=False)
