@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import signal
 import sys
 
 from plates import __version__
@@ -69,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     stops its children and removes its temporary files, finished work stays, one line says so, and the exit
     status is 128 + the signal number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
     with terminate_like_interrupt():
-        return _main(argv)
+        code = _main(argv)
+    if argv is None:  # the program itself, done: a late Ctrl-C or SIGTERM must not print a traceback at exit
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+    return code
 
 
 def _main(argv: list[str] | None) -> int:

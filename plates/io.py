@@ -37,17 +37,21 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     touch an input check with :func:`guard_outputs` first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
+    tmp = fd = None
     try:
         with deferred():  # a signal here would leave a temporary file nobody knows the name of
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+        handle = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+        fd = None  # the handle owns it now
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
+        if fd is not None:
+            os.close(fd)
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

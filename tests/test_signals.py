@@ -202,3 +202,27 @@ def test_infer_stops_ms_swift_and_removes_its_staging_folder(tmp_path, tiny_mode
     assert not out.exists()
     assert_nothing_left(marker, tmp_path / "answers")
     assert marked_processes(marker) == []
+
+
+def test_handler_raises_once_and_leaves_an_ignored_sighup_ignored():
+    """In-process, with real signals: SIGTERM raises Terminated once (a second one during the cleanup is
+    ignored, so the cleanup finishes); a SIGHUP that `nohup` set to be ignored stays ignored; the previous
+    handlers come back afterwards."""
+    from plates.errors import Terminated
+    from plates.signals import terminate_like_interrupt
+
+    previous_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    previous_term = signal.getsignal(signal.SIGTERM)
+    try:
+        with terminate_like_interrupt():
+            os.kill(os.getpid(), signal.SIGHUP)  # ignored, as under nohup
+            with pytest.raises(Terminated) as caught:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # interrupted by the handler's exception
+            assert caught.value.signum == signal.SIGTERM and isinstance(caught.value, KeyboardInterrupt)
+            os.kill(os.getpid(), signal.SIGTERM)  # a second one while cleaning up: no exception
+            time.sleep(0.01)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == previous_term
+    finally:
+        signal.signal(signal.SIGHUP, previous_hup)
