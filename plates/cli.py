@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import signal
 import sys
 
 from plates import __version__
-from plates.errors import UserError
+from plates.errors import Terminated, UserError
+from plates.signals import terminate_like_interrupt
 
 STAGE_MODULES = (
     "plates.parse",
@@ -64,9 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. SIGTERM and SIGHUP are handled like Ctrl-C (see :mod:`plates.signals`): the command
+    stops its children and removes its temporary files, finished work stays, one line says so, and the exit
+    status is 128 + the signal number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    with terminate_like_interrupt():
+        code = _main(argv)
+    if argv is None:  # the program itself, done: a late Ctrl-C or SIGTERM must not print a traceback at exit
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+    except Terminated as exc:
+        print(f"plates: terminated ({exc.name})", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:  # Ctrl-C while the stage modules load: nothing started, nothing to show
         print("plates: interrupted", file=sys.stderr)
         return 130
@@ -78,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"plates {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated as exc:
+        print(f"plates {args.command}: terminated ({exc.name}); what was finished is kept, temporary files "
+              "removed, children stopped", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"plates {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -66,12 +66,14 @@ class InferenceSettings:
     def add_arguments(cls, parser: argparse.ArgumentParser, *, command: str = "infer",
                       max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, source_required: bool = True,
                       include: Iterable[str] = ALL_OPTIONS, unit: str = "samples", purpose: str = "",
-                      helps: Mapping[str, str] | None = None) -> None:
+                      helps: Mapping[str, str] | None = None) -> Any:
         """Add the inference flags to ``parser``: ``command`` is the ms-swift command `--set` checks against
         (``infer`` or ``deploy``), ``max_new_tokens`` the default answer cap, ``include`` a subset of
         :data:`ALL_OPTIONS`, ``unit`` what one forward pass batches ('images', 'requests'), ``purpose`` a
-        suffix for the help ('for --verify'), ``helps`` a command's own help for an option (by dest name)."""
+        suffix for the help ('for --verify'), ``helps`` a command's own help for an option (by dest name).
+        Returns the --adapters/--model group (None without "source"), for a command that adds a third source."""
         include = set(include)
+        source = None
         unknown = include - set(ALL_OPTIONS)
         if unknown:
             raise ValueError(f"unknown inference options: {sorted(unknown)}")
@@ -110,6 +112,7 @@ class InferenceSettings:
                                 help="keep each generated token's log-probability (ms-swift --logprobs true): "
                                      "`plates eval` reports per-field confidence and risk–coverage, `plates "
                                      "predict` writes a per-field confidence (for `plates audit`)")
+        return source
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **defaults: Any) -> "InferenceSettings":

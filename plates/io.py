@@ -6,15 +6,14 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import stat
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, TextIO
 
 from plates.errors import UserError
+from plates.signals import deferred
 
 
 def _umask() -> int:
@@ -38,17 +37,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     touch an input check with :func:`guard_outputs` first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = fd = None
     try:
+        with deferred():  # a signal here would leave a temporary file nobody knows the name of
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+        handle = os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+        fd = None  # the handle owns it now
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
@@ -256,24 +262,9 @@ def recover_file_set(folder: str | os.PathLike) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP for the few renames of a commit; one that arrives is delivered right
-    after. Python-level handlers are swapped (not only the OS mask) because a signal that arrived just before
-    the block is already pending in the interpreter and would otherwise raise inside it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda number, _frame: received.append(number))
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if received:
-            signal.raise_signal(received[0])
+def _signals_blocked():
+    """Hold Ctrl-C, SIGTERM and SIGHUP for the few renames of a commit (see :func:`plates.signals.deferred`)."""
+    return deferred()
 
 
 @contextlib.contextmanager

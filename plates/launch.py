@@ -12,9 +12,7 @@ import argparse
 import contextlib
 import os
 import signal
-import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
 
 from plates.errors import UserError
 from plates.swift_cli import parse_gpus
@@ -111,29 +109,13 @@ def check_gpus_present(gpus: str | None) -> None:
         raise UserError(f"--gpus {gpus}: this machine has {count} CUDA GPU(s), numbered 0 to {count - 1}")
 
 
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt (once, with ``signum`` set) while a run is in flight, as Ctrl-C
-    does, so a child ms-swift is stopped (`swift_cli.run_streaming` passes the interrupt on) and temporary files
-    are removed by the ``finally`` blocks. A handler someone else installed (the CLI's) is left alone."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: dict[int, Any] = {}
-    fired: list[int] = []
+def stop_on_signals() -> contextlib.AbstractContextManager:
+    """SIGTERM and SIGHUP raise :class:`plates.errors.Terminated` (a KeyboardInterrupt with ``signum``) while a
+    run is in flight, as Ctrl-C does, so a child ms-swift is stopped and temporary files are removed by the
+    ``finally`` blocks. For callers of the Python API: under the CLI, whose handler
+    (:func:`plates.signals.terminate_like_interrupt`) is already installed, it does nothing."""
+    from plates.signals import terminate_like_interrupt
 
-    def handler(signum: int, frame: Any) -> None:
-        if not fired:
-            fired.append(signum)
-            error = KeyboardInterrupt(signum)
-            error.signum = signum  # type: ignore[attr-defined]
-            raise error
-
-    for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
-        if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        return terminate_like_interrupt()
+    return contextlib.nullcontext()

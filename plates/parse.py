@@ -184,15 +184,19 @@ def _parse_chunk(task: tuple) -> tuple[list[str], list[str], ParseSummary]:
 
 
 def _start_worker(files: list[str] | None = None) -> None:
-    """Workers leave Ctrl-C to the parent, which stops the pool (a worker dying mid-task would hang it). A forked
-    worker also keeps the parent's file list (a fork's arguments are inherited, not pickled), so its tasks name
+    """Workers leave Ctrl-C to the parent, which stops the pool (a worker dying mid-task would hang it); SIGTERM
+    and SIGHUP end a worker (Pool.terminate stops workers with SIGTERM, and a signal to the whole process group
+    reaches the parent too, which stops the pool). A forked worker also keeps the parent's file list (a fork's arguments are inherited, not pickled), so its tasks name
     a range of it instead of carrying the paths through the pipe."""
     import signal
+
+    from plates.signals import reset_in_child
 
     global _INHERITED_FILES
     if files is not None:
         _INHERITED_FILES = files
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    reset_in_child()  # SIGTERM from the parent's Pool.terminate ends the worker, without a traceback
 
 
 def parse_dump(root: str | Path, fmt: str = "auto", jobs: int = 1, files: list[str] | None = None,

@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from plates.decoding import MODES as DECODINGS
 from plates.errors import UserError
@@ -469,7 +469,7 @@ def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, ou
     try:
         recovered = log.recover()
         summary.torn_bytes = recovered.torn_bytes
-        _check_settings(output, settings_key)
+        check_settings(output, settings_key)
         pending = [c for c in candidates if c.key not in recovered.keys]
         summary.skipped = len(candidates) - len(pending)
         with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
@@ -509,6 +509,8 @@ def _run_engine(argv: list[str], env: dict[str, str], log_path: Path, verbose: b
     from plates import swift_cli
 
     return swift_cli.run_swift(argv, env, log_path=log_path, verbose=verbose, who="plates predict")
+
+
 def _append_all(log: Any, lines: list[dict[str, Any]]) -> None:
     """All of a chunk's lines in one write and one fsync (a kill mid-write leaves at most one torn line,
     which the next run cuts; whole lines before it are kept and skipped)."""
@@ -520,7 +522,8 @@ def _append_all(log: Any, lines: list[dict[str, Any]]) -> None:
     (getattr(os, "fdatasync", None) or os.fsync)(log.fd)
 
 
-def _check_settings(output: Path, settings: str) -> None:
+def check_settings(output: Path, settings: str) -> None:
+    """Refuse to append to an output answered with other settings (read from its first line)."""
     for number, line in iter_jsonl(output):
         other = line.get("settings") if isinstance(line, dict) else None
         if other is not None and other != settings:
@@ -538,10 +541,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="image files, folders (searched recursively, any names) or a records JSONL")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="answers JSONL (appended to; a re-run continues where it stopped)")
-    InferenceSettings.add_arguments(parser, command="infer", max_new_tokens=DEFAULT_MAX_NEW_TOKENS, unit="images",
+    source = InferenceSettings.add_arguments(parser, command="infer", max_new_tokens=DEFAULT_MAX_NEW_TOKENS, unit="images",
                                     helps={"gpus": "GPUs to use, e.g. 0,1,2,3: one ms-swift process per GPU, each "
                                                    "answering its share (data parallel; sets CUDA_VISIBLE_DEVICES and "
                                                    "NPROC_PER_NODE)"})
+    from plates import predict_endpoint
+
+    predict_endpoint.add_arguments(parser, source)
     parser.add_argument("--rejects", metavar="PATH", help="default: OUT with .rejects.jsonl")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
                         help=f"answers are appended and fsynced every N images, so a kill loses at most N "
@@ -567,10 +573,15 @@ def _run(args: argparse.Namespace) -> int:
     examples:
       plates predict /data/new_images -o preds.jsonl --adapters output/v0-…/checkpoint-300
       plates predict records.jsonl -o preds.jsonl --adapters RUN --logprobs     # then: plates audit
+      plates predict /data/new_images -o preds.jsonl --endpoint http://gpu1:8000/v1 --endpoint http://gpu2:8000/v1
       plates predict /data/new_images -o preds.jsonl --model MERGED --gpus 0,1,2,3
       plates predict /shared/images -o /shared/preds.jsonl --model MERGED --gpus 0,1,2,3 \\
           --nnodes 2 --node-rank 0 --master-addr 10.0.0.1      # and --node-rank 1 on the second machine
     """
+    if args.endpoint:
+        from plates import predict_endpoint
+
+        return predict_endpoint.run(args)
     try:
         summary = run_predict(args.inputs, args.output, InferenceSettings.from_args(args), chunk_size=args.chunk_size,
                               rejects=args.rejects, dry_run=args.dry_run, nodes=Nodes.from_args(args),

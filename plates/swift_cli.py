@@ -8,6 +8,7 @@ into an immediate error with the closest valid name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -370,19 +371,24 @@ def run_streaming(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
                   echo: bool = True, log: BinaryIO | None = None) -> int:
     """Run ``argv`` (never through a shell) with ``env`` added to this environment, copying its output to our
     stdout as it comes (progress bars included) when ``echo``, to the binary file ``log`` when given, and handing
-    each complete line to ``on_line``. Returns the child's exit code; Ctrl-C is passed on to the child and
-    reported as 130."""
+    each complete line to ``on_line``. Returns the child's exit code.
+
+    The child runs in its own process group: `swift` starts the real work as a grandchild (``python sft.py``,
+    torchrun and its ranks) and dies on SIGTERM without passing it on, so a signal to the child alone would
+    orphan them. Ctrl-C, SIGTERM and SIGHUP here (KeyboardInterrupt, :class:`plates.errors.Terminated`) are
+    sent to the whole group, which gets 30 s to stop before it is killed; the exception then goes on."""
     full_env = dict(os.environ)
     full_env.update({k: str(v) for k, v in (env or {}).items()})
     full_env.setdefault("PYTHONUNBUFFERED", "1")
+    from plates.signals import deferred
+
+    proc = None
     try:
-        proc = subprocess.Popen(list(argv), env=full_env, cwd=cwd, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise UserError(f"cannot run {argv[0]!r}: not found") from None
-    out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
-    pending = b""
-    try:
+        with deferred():  # a signal between the start and `proc = ...` would leave the child unknown
+            proc = subprocess.Popen(list(argv), env=full_env, cwd=cwd, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+        pending = b""
         assert proc.stdout is not None
         while True:
             chunk = os.read(proc.stdout.fileno(), 65536)
@@ -404,18 +410,33 @@ def run_streaming(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
         if on_line is not None and pending:
             on_line(pending.decode("utf-8", "replace"))
         return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    except FileNotFoundError:
+        if proc is None:
+            raise UserError(f"cannot run {argv[0]!r}: not found") from None
+        raise
+    except KeyboardInterrupt as exc:
+        if proc is not None:
+            stop_group(proc, getattr(exc, "signum", signal.SIGINT))
         raise
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            if proc.poll() is None:
+                stop_group(proc, signal.SIGKILL, grace=0)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def stop_group(proc: subprocess.Popen, sig: int, grace: float = 30.0) -> None:
+    """Send ``sig`` to ``proc``'s process group (it leads one, see :func:`run_streaming`), wait up to ``grace``
+    seconds for ``proc`` to end, then kill whatever is left of the group, grandchildren included."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+    if grace:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 # ---- quiet runs: plates' own progress bar, ms-swift's full output in a log file --------------------------------

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import queue
 import re
 import sys
 import threading
@@ -44,6 +43,8 @@ from plates.io import (
     check_input_file, dump_json_line, guard_outputs, iter_jsonl, progress, same_file, write_json,
 )
 from plates.records import load_records, resolve_image
+from plates.signals import deferred
+from plates.workpool import run_pool
 from plates import teacher
 from plates.teacher import (
     DEFAULT_MAX_PIXELS, MODES, Prompts, TeacherBackend, TeacherError, build_request, digest, load_prompts,
@@ -386,7 +387,7 @@ def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend
         bar = progress(total=len(records), desc=f"teach {mode}", unit="rec") if show_progress else None
         fatal: str | None = None
         try:
-            for outcome in _run_pool(job, records, max(1, concurrency), stop):
+            for outcome in run_pool(job, records, max(1, concurrency), stop):
                 if outcome.kind == "cancelled":
                     continue
                 summary.retries.update(outcome.retried)
@@ -407,17 +408,18 @@ def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend
                 elif outcome.key in written:
                     summary.duplicates += 1
                 else:
-                    log.append(outcome.line)
-                    written.add(outcome.key)
-                    summary.done += 1
-                    if outcome.line["verdict"] == "ok":
-                        summary.ok += 1
-                    else:
-                        summary.flagged += 1
-                        summary.flagged_reasons.update(r.split(":", 1)[0] for r in outcome.line["reasons"])
-                    if outcome.usage:
-                        summary.prompt_tokens += outcome.usage.get("prompt_tokens", 0)
-                        summary.completion_tokens += outcome.usage.get("completion_tokens", 0)
+                    with deferred():  # a signal never falls between the line and its count in the summary
+                        log.append(outcome.line)
+                        written.add(outcome.key)
+                        summary.done += 1
+                        if outcome.line["verdict"] == "ok":
+                            summary.ok += 1
+                        else:
+                            summary.flagged += 1
+                            summary.flagged_reasons.update(r.split(":", 1)[0] for r in outcome.line["reasons"])
+                        if outcome.usage:
+                            summary.prompt_tokens += outcome.usage.get("prompt_tokens", 0)
+                            summary.completion_tokens += outcome.usage.get("completion_tokens", 0)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(ok=summary.ok, flagged=summary.flagged, failed=summary.failed_total, refresh=False)
@@ -442,45 +444,6 @@ def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend
 
 def _same_file(a: Path, b: Path) -> bool:
     return same_file(a, b)
-
-
-def _run_pool(job: _Job, records: list[dict[str, Any]], concurrency: int, stop: threading.Event):
-    """Yield one outcome per record as workers finish. Daemon threads, so Ctrl-C never waits for a slow
-    request; a bounded task queue keeps memory flat on large inputs."""
-    tasks: queue.Queue = queue.Queue(maxsize=concurrency * 4)
-    results: queue.Queue = queue.Queue()
-
-    def feed() -> None:
-        for record in records:
-            tasks.put(record)
-        for _ in range(concurrency):
-            tasks.put(None)
-
-    def work() -> None:
-        while True:
-            record = tasks.get()
-            if record is None:
-                return
-            try:
-                results.put(job(record))
-            except BaseException as exc:  # a bug: hand it to the main thread, which re-raises it
-                results.put(exc)
-
-    threads = [threading.Thread(target=feed, name="teach-feed", daemon=True)]
-    threads += [threading.Thread(target=work, name=f"teach-{i}", daemon=True) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for _ in range(len(records)):
-        while True:
-            try:
-                item = results.get(timeout=0.5)
-                break
-            except queue.Empty:
-                continue
-        if isinstance(item, BaseException):
-            stop.set()
-            raise item
-        yield item
 
 
 # --- command line -------------------------------------------------------------------------------------------
@@ -524,7 +487,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="at most this many requests a minute (0 = no limit)")
     parser.add_argument("--retries", type=int, default=5,
                         help="retries per request on 429, 5xx, timeouts and dropped connections (default 5)")
-    parser.add_argument("--timeout", type=_non_negative, default=120.0, help="seconds per request (default 120)")
+    parser.add_argument("--timeout", type=_non_negative, default=120.0, help="total seconds one request may take: connecting, sending and the whole "
+                             "reply (default 120); a slower or larger (over 8 MB) reply is retried")
     parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
                         help=f"shrink images to at most this many pixels before sending (default {DEFAULT_MAX_PIXELS})")
     parser.add_argument("--max-tokens", type=_positive_int, default=1024, help="completion token limit (default 1024)")

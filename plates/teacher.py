@@ -44,6 +44,10 @@ MODES = ("describe", "caption", "fuse", "reason")
 IMAGE_MODES = ("describe", "caption", "reason")
 DEFAULT_MAX_PIXELS = 1003520  # the seed's MAX_PIXELS (1280 * 28 * 28)
 RETRY_AFTER_CAP = 600.0  # seconds: a longer Retry-After is honoured only up to this
+# A reply longer than this many characters per --max-tokens token (and at least MIN_REPLY_CHARS) means the
+# server ignored the token limit: it is a failed request, never stored whole.
+REPLY_CHARS_PER_TOKEN = 16
+MIN_REPLY_CHARS = 4096
 
 
 def default_prompts_dir() -> Path:
@@ -360,18 +364,24 @@ class OpenAIBackend(TeacherBackend):
     def __init__(self, base_urls: list[str], model: str, api_key: str, *, timeout: float = 120.0, retries: int = 5,
                  max_pixels: int = DEFAULT_MAX_PIXELS, rpm: float = 0.0, max_tokens: int = 1024,
                  temperature: float | None = 0.7, backoff_base: float = 1.0, backoff_cap: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep):
-        import openai
+                 sleep: Callable[[float], None] = time.sleep, max_response_bytes: int | None = None):
+        """``timeout`` is the total time one request may take (connecting, sending, the whole reply); a reply
+        body over ``max_response_bytes`` (default :data:`plates.openai_client.DEFAULT_MAX_RESPONSE_BYTES`)
+        is a failed request, retried like a 5xx, and so is a 200 whose body is not a JSON completion."""
+        from plates.openai_client import DEFAULT_MAX_RESPONSE_BYTES, make_client
 
         if not base_urls:
             raise UserError("--backend openai needs at least one --base-url")
         self.base_urls = list(base_urls)
         self._secret = api_key
-        self._clients = [openai.OpenAI(base_url=url, api_key=api_key, timeout=timeout, max_retries=0)
+        self._clients = [make_client(url, api_key, timeout=timeout,
+                                     max_response_bytes=max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES)
                          for url in self.base_urls]
         self._turn = itertools.count()
         self._turn_lock = threading.Lock()
         self.model = model
+        self.max_response_bytes = max_response_bytes
+        self.max_reply_chars = max(MIN_REPLY_CHARS, REPLY_CHARS_PER_TOKEN * max_tokens)
         self.timeout = timeout
         self.retries = max(0, retries)
         self.max_pixels = max_pixels
@@ -399,13 +409,31 @@ class OpenAIBackend(TeacherBackend):
 
         try:
             models = [m.id for m in self._clients[0].models.list()]
-        except openai.APIError as exc:
+        except (openai.APIError, ValueError, AttributeError) as exc:  # ValueError: a body that is not JSON
             raise UserError(f"--model auto: cannot list models at {self.base_urls[0]} "
                             f"({_describe_error(exc, self._secret)})") from None
         if not models:
             raise UserError(f"--model auto: {self.base_urls[0]} serves no model")
         self.model = models[0]
         return self.model
+
+    def check_servers(self) -> list[str]:
+        """Ask every server which models it serves (a cheap request): an unreachable server, or one that is
+        not OpenAI-compatible, is a one-line UserError naming its URL before any work starts. Returns the
+        first model each server lists."""
+        import openai
+
+        first = []
+        for url, client in zip(self.base_urls, self._clients):
+            try:
+                models = [m.id for m in client.models.list()]
+            except (openai.APIError, ValueError, AttributeError) as exc:
+                raise UserError(f"{url}: cannot list its models ({_describe_error(exc, self._secret)}); "
+                                "is the server running?") from None
+            if not models:
+                raise UserError(f"{url}: serves no model")
+            first.append(models[0])
+        return first
 
     def messages(self, request: Request) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -422,6 +450,8 @@ class OpenAIBackend(TeacherBackend):
     def complete(self, request: Request) -> Completion:
         import openai
 
+        from plates.openai_client import failure_kind
+
         messages = self.messages(request)
         retried: dict[str, int] = {}
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens}
@@ -431,6 +461,7 @@ class OpenAIBackend(TeacherBackend):
             self.limiter.wait()
             try:
                 response = self._client().chat.completions.create(**kwargs)
+                completion = _completion(response, attempt + 1, retried)
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
                 raise TeacherError(_describe_error(exc, self._secret), fatal=True, retried=retried) from None
             except openai.APIStatusError as exc:
@@ -438,31 +469,37 @@ class OpenAIBackend(TeacherBackend):
                 if not _retryable_status(exc.status_code):
                     raise TeacherError(_describe_error(exc, self._secret), retried=retried) from None
                 wait = retry_after_seconds(exc.response.headers if exc.response is not None else None)
-            except openai.APITimeoutError:
-                kind, wait = "timeout", None
-            except openai.APIConnectionError:
-                kind, wait = "connection", None
-            except openai.APIError as exc:  # e.g. a 200 whose body is not a chat completion
-                raise TeacherError(f"bad response: {_describe_error(exc, self._secret)}", retried=retried) from None
+            except (openai.APIError, ValueError) as exc:  # ValueError: a body that is not JSON, or not a completion
+                kind, wait = failure_kind(exc) or "bad response", None
             else:
-                return _completion(response, attempt + 1, retried)
+                if len(completion.text) > self.max_reply_chars:
+                    raise TeacherError(f"reply too long: over {self.max_reply_chars} characters (the server ignored "
+                                       f"--max-tokens {self.max_tokens}); not stored", retried=retried)
+                return completion
             retried[kind] = retried.get(kind, 0) + 1
             if attempt == self.retries:
                 break
             self._sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap, self._rng, wait))
         last = max(retried, key=lambda k: retried[k]) if retried else "error"
-        raise TeacherError(_give_up_reason(last, self.retries + 1, self.timeout), retried=retried)
+        raise TeacherError(_give_up_reason(last, self.retries + 1, self.timeout, self.max_response_bytes),
+                           retried=retried)
 
 
 def _retryable_status(status: int) -> bool:
     return status in (408, 409, 425, 429) or status >= 500
 
 
-def _give_up_reason(kind: str, attempts: int, timeout: float) -> str:
+def _give_up_reason(kind: str, attempts: int, timeout: float, max_bytes: int | None = None) -> str:
     if kind == "timeout":
-        return f"timeout: no answer within {timeout:g} s, {attempts} attempts"
+        return f"timeout: no complete answer within {timeout:g} s, {attempts} attempts"
     if kind == "connection":
         return f"connection failed, {attempts} attempts"
+    if kind == "too large":
+        from plates.openai_client import DEFAULT_MAX_RESPONSE_BYTES
+
+        return f"response too large: over {(max_bytes or DEFAULT_MAX_RESPONSE_BYTES) >> 20} MB, {attempts} attempts"
+    if kind == "bad response":
+        return f"bad response: not a JSON chat completion, {attempts} attempts"
     return f"HTTP {kind}, {attempts} attempts"
 
 
@@ -477,14 +514,20 @@ def _describe_error(exc: Exception, secret: str = "") -> str:
 
 def _completion(response: Any, attempts: int, retried: dict[str, int]) -> Completion:
     choices = getattr(response, "choices", None) or []
-    if not choices:
-        raise TeacherError("response has no choices", retried=retried)
-    text = (choices[0].message.content or "").strip()
+    if not isinstance(choices, list) or not choices:
+        raise ValueError("response has no choices")
+    text = getattr(getattr(choices[0], "message", None), "content", None) or ""
+    if not isinstance(text, str):
+        raise ValueError("message content is not text")
+    text = text.strip()
     usage = getattr(response, "usage", None)
     tokens = None
     if usage is not None:
-        tokens = {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-                  "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
+        try:
+            tokens = {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                      "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
+        except (TypeError, ValueError):  # a server's odd usage block does not cost the answer
+            tokens = None
     return Completion(text=text, usage=tokens, attempts=attempts, retried=retried)
 
 

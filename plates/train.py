@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plates.errors import UserError
+from plates.errors import Terminated, UserError
 from plates.io import check_output_dir, sha256_file, write_json
 from plates import grpo, resources, swift_cli
 from plates.contracts import DatasetLayout, dataset_image_root  # noqa: F401 - dataset_image_root: old home
@@ -403,12 +403,14 @@ def run_plan(plan: TrainPlan, *, verbose: bool = False) -> TrainResult:
                 seen[key] = match.group(1).strip().strip("`")
 
     started = time.time()
+    terminated: Terminated | None = None
     progress = swift_cli.SwiftProgress(bar="Train", desc="train", unit="step")
     try:
         code = swift_cli.run_swift(plan.argv, plan.env, log_path=log_path, verbose=verbose, progress=progress,
                                    on_line=watch, who="plates train", log_hint=False).code
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt as exc:  # the run folder and manifest are still recorded below
+        code = 128 + getattr(exc, "signum", 2)
+        terminated = exc if isinstance(exc, Terminated) else None
     finished = time.time()
     run_dir = find_run_dir(plan.output_dir, before, seen.get("output_dir"))
     if run_dir is not None and log_path.is_file():
@@ -423,6 +425,8 @@ def run_plan(plan: TrainPlan, *, verbose: bool = False) -> TrainResult:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         manifest_path = plan.output_dir / f"plates_manifest-{stamp}.json"
     write_json(manifest_path, manifest)
+    if terminated is not None:  # SIGTERM/SIGHUP: `plates` says so in one line and exits 128 + signum
+        raise terminated
     return TrainResult(code=code, run_dir=run_dir, checkpoint=checkpoint, manifest_path=manifest_path,
                        log_path=log_path, seconds=finished - started,
                        losses=loss_history(run_dir) or progress.losses,

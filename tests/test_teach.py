@@ -8,6 +8,8 @@ import base64
 import json
 import random
 import re
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,7 +76,11 @@ class FakeOpenAI:
     """A real HTTP/1.1 server on 127.0.0.1 implementing /v1/models and /v1/chat/completions.
 
     ``faults`` is consumed one per chat request: '429' (with Retry-After), '500', 'slow' (answers after
-    ``slow_seconds``), 'drop' (closes the connection without answering), '401', or 'ok'."""
+    ``slow_seconds``), 'drop' (closes the connection without answering), '401', the hostile ones - 'drip'
+    (headers, then a body one byte every 50 ms for hours), 'drip-headers' (the status line and headers that
+    slowly), 'html' (a 200 whose body is not JSON), 'huge' (a 200 JSON completion of 9 MB), 'long' (a valid
+    completion whose text is 60,000 characters) - or 'ok'. :meth:`hold` makes answers wait until
+    released, so a test can act while a known number of answers has been sent."""
 
     def __init__(self, *, latency: float = 0.0, faults=(), retry_after: str = "1", slow_seconds: float = 3.0,
                  model: str = "fake-teacher", reply=plate_reply):
@@ -86,6 +92,8 @@ class FakeOpenAI:
         self.reply = reply
         self.requests: list[dict] = []
         self.lock = threading.Lock()
+        self.allowed: int | None = None  # answers still allowed before answers wait (None: no limit)
+        self.gate = threading.Condition(self.lock)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -104,6 +112,46 @@ class FakeOpenAI:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _client_gone(self) -> bool:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                try:
+                    return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
+
+            def _hostile(self, fault: str) -> None:
+                try:
+                    if fault == "drip-headers":
+                        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100000:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                        return
+                    data = b"<html><body>502 Bad Gateway</body></html>" if fault == "html" else None
+                    if fault == "huge":
+                        data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                                           "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                               "role": "assistant", "content": "a" * (9 << 20)}}]}).encode()
+                    if fault == "drip":
+                        data = b'{"id": "x", ' + b" " * 100000 + b"}"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    if fault == "huge":  # no length announced: the cap must count what arrives
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
+                    else:
+                        self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if fault != "drip":
+                        self.wfile.write(data)
+                        return
+                    for byte in data:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up, as it should
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/models"):
@@ -132,8 +180,21 @@ class FakeOpenAI:
                 if fault == "401":
                     self._send(401, {"error": {"message": "invalid api key"}})
                     return
+                if fault in ("drip", "drip-headers", "html", "huge"):
+                    self._hostile(fault)
+                    return
+                with server.gate:
+                    while server.allowed is not None:
+                        if self._client_gone():  # a killed client's request takes no answer from the next one
+                            self.close_connection = True
+                            return
+                        if server.allowed > 0:
+                            break
+                        server.gate.wait(timeout=0.05)
+                    if server.allowed is not None:
+                        server.allowed -= 1
                 time.sleep(server.slow_seconds if fault == "slow" else server.latency)
-                text = server.reply(body)
+                text = "车" * 60000 if fault == "long" else server.reply(body)
                 try:
                     self._send(200, {
                         "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion", "created": 0,
@@ -155,7 +216,14 @@ class FakeOpenAI:
         self.thread.start()
         return self
 
+    def hold(self, answers: int | None) -> None:
+        """Let ``answers`` more chat requests be answered, then make the next ones wait (None: no limit)."""
+        with self.gate:
+            self.allowed = answers
+            self.gate.notify_all()
+
     def __exit__(self, *exc) -> None:
+        self.hold(None)
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -395,6 +463,72 @@ def test_transient_faults_are_retried(records, tmp_path, capsys, fault, retry_ki
         assert requests[2]["time"] - requests[1]["time"] >= 1.0
 
 
+@pytest.mark.parametrize("fault", ["drip", "drip-headers"])
+def test_timeout_is_total_not_per_read(records, tmp_path, capsys, fault):
+    """A server sending its reply (or its headers) one byte every 50 ms never lets a per-read timeout fire; the
+    total deadline ends each attempt, the request is retried, and the run ends instead of taking hours."""
+    out = tmp_path / "teacher.jsonl"
+    started = time.monotonic()
+    with FakeOpenAI(faults=[fault, fault]) as server:
+        code = teach(records, out, "--mode", "describe", "--limit", "1", "--timeout", "1", "--retries", "1",
+                     *openai_args(server))
+    assert time.monotonic() - started < 120  # the drip alone would take 5000 s
+    err = capsys.readouterr().err
+    assert code == 1 and not read_lines(out)
+    assert "timeout: no complete answer within 1 s, 2 attempts" in err and "Traceback" not in err
+    assert [r["fault"] for r in server.chat_requests] == [fault, fault]
+
+
+@pytest.mark.parametrize("fault,kind,reason", [
+    ("html", "bad response", "bad response: not a JSON chat completion, 2 attempts"),
+    ("huge", "too large", "response too large: over 8 MB, 2 attempts")])
+def test_bad_or_huge_body_is_a_failed_request_retried_like_a_5xx(records, tmp_path, capsys, fault, kind, reason):
+    out = tmp_path / "teacher.jsonl"
+    with FakeOpenAI(faults=[fault, fault, fault]) as server:
+        code = teach(records, out, "--mode", "describe", "--limit", "2", "--concurrency", "1", "--retries", "1",
+                     *openai_args(server))
+        assert [r["fault"] for r in server.chat_requests] == [fault, fault, fault, "ok"]
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"retries: {kind} 3" in err and reason in err
+    lines = read_lines(out)
+    assert len(lines) == 1 and len(lines[0]["text"]) < 1000  # the second record, once the server behaved
+
+
+def test_a_reply_over_the_cap_is_not_stored(records, tmp_path, capsys):
+    out = tmp_path / "teacher.jsonl"
+    with FakeOpenAI(faults=["long"]) as server:
+        code = teach(records, out, "--mode", "describe", "--limit", "2", "--concurrency", "1", "--max-tokens", "256",
+                     *openai_args(server))
+    err = capsys.readouterr().err
+    assert code == 1 and "reply too long: over 4096 characters (the server ignored --max-tokens 256)" in err
+    assert [line["text"] for line in read_lines(out)] == [plate_reply(server.chat_requests[1]["body"])]
+
+
+def test_model_auto_against_a_server_that_is_not_openai(records, tmp_path, capsys):
+    class NotJSON(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"<html>login page</html>")
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), NotJSON)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code = teach(records, tmp_path / "out.jsonl", "--mode", "describe", "--backend", "openai", "--base-url",
+                     f"http://127.0.0.1:{httpd.server_address[1]}/v1", "--model", "auto")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    err = capsys.readouterr().err
+    assert code == 2 and "--model auto: cannot list models" in err and "Traceback" not in err
+
+
 def test_timeout_is_retried(records, tmp_path, capsys):
     out = tmp_path / "teacher.jsonl"
     with FakeOpenAI(faults=["slow"], slow_seconds=2.0) as server:
@@ -440,10 +574,20 @@ def test_systematic_failure_stops_early(tmp_path, capsys):
     assert teach(records, out, "--mode", "fuse", "--concurrency", "1") == 2
     err = capsys.readouterr().err
     assert "stopped early: the first 20 records all failed the same way: fuse needs" in err
-    # a worker may finish a record or two while the stop spreads; every record is still accounted for
+    # no record starts once the stop is decided: exactly 20 at --concurrency 1, every record accounted for
     failed = int(re.search(r"failed +(\d+)", err).group(1))
     not_started = int(re.search(r"not started (\d+)", err).group(1))
-    assert 20 <= failed <= 23 and failed + not_started == 30
+    assert (failed, not_started) == (20, 10)
+
+
+def test_early_stop_lets_only_records_in_flight_finish(tmp_path, capsys):
+    records = make_records(tmp_path, 60)
+    out = tmp_path / "teacher.jsonl"
+    assert teach(records, out, "--mode", "fuse", "--concurrency", "4") == 2
+    err = capsys.readouterr().err
+    failed = int(re.search(r"failed +(\d+)", err).group(1))
+    not_started = int(re.search(r"not started (\d+)", err).group(1))
+    assert 20 <= failed <= 20 + 3 and failed + not_started == 60
 
 
 def test_bad_key_stops_the_run(records, tmp_path, capsys):
@@ -453,7 +597,7 @@ def test_bad_key_stops_the_run(records, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "stopped early: HTTP 401" in err and "Traceback" not in err
-    assert len(server.chat_requests) <= 4  # stopped, not hammered 8 times
+    assert len(server.chat_requests) <= 2  # the two in flight when the key was refused; no record starts after
 
 
 def test_base_urls_round_robin(records, tmp_path):

@@ -1,0 +1,153 @@
+"""`plates predict --endpoint URL`: answer images through OpenAI-compatible servers that are already running
+(`plates serve`, `swift deploy`, vLLM), on this machine or others.
+
+Nothing here is new machinery: requests go through the ``openai`` teacher backend of `plates teach`
+(:class:`plates.teacher.OpenAIBackend`: the official client with a total deadline and a size cap, images as
+base64 data URLs shrunk to ``--max-pixels``, round-robin over the endpoints, retries with backoff on 429, 5xx,
+timeouts, bad and oversized bodies), a few requests in flight from :func:`plates.workpool.run_pool`, and the
+output is `plates predict`'s own: the same lines (key = image path + content hash), appended and fsynced one
+answer at a time through teach's :class:`plates.teach.OutputLog`, so a re-run answers only what is missing and
+each image is answered exactly once whichever endpoint answered it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from plates.errors import UserError
+from plates.io import guard_outputs, progress, write_jsonl
+from plates.signals import deferred
+
+DEFAULT_CONCURRENCY = 4
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_RETRIES = 5
+# Local-engine options that an endpoint decides for itself: refused with --endpoint rather than ignored.
+LOCAL_ONLY = {"gpus": "--gpus", "batch_size": "--batch-size", "template": "--template",
+              "overrides": "--set", "logprobs": "--logprobs", "dry_run": "--dry-run"}
+
+
+def add_arguments(parser: argparse.ArgumentParser, source: Any) -> None:
+    """``--endpoint`` (one more choice in the --adapters/--model group ``source``) and its request options."""
+    source.add_argument("--endpoint", action="append", metavar="URL",
+                        help="answer through running OpenAI-compatible servers instead of a local model "
+                             "(`plates serve`, `swift deploy`, vLLM), e.g. http://10.0.0.5:8000/v1; repeat to "
+                             "spread images over several; each image is answered once")
+    group = parser.add_argument_group("with --endpoint")
+    group.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                       help=f"requests in flight over all endpoints (default {DEFAULT_CONCURRENCY})")
+    group.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
+                       help=f"retries per image on 429, 5xx, timeouts, bad replies (default {DEFAULT_RETRIES})")
+    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help=f"total seconds one request may take (default {DEFAULT_TIMEOUT:g})")
+    group.add_argument("--api-key-env", metavar="NAME",
+                       help="environment variable holding the servers' API key (never printed or written)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`plates predict --endpoint …`; the exit status is 1 when some images failed for good (re-run)."""
+    from plates import predict
+    from plates.build import EXTRACTION_PROMPT
+    from plates.schema import answer_validator
+    from plates.teach import OutputLog
+    from plates.teacher import OpenAIBackend, Request, TeacherError
+
+    given = [flag for name, flag in LOCAL_ONLY.items() if getattr(args, name, None)]
+    given += ["--backend"] if getattr(args, "backend", "transformers") != "transformers" else []
+    if given:
+        raise UserError(f"{', '.join(given)}: not used with --endpoint (the server decides; set it there)")
+    if args.concurrency < 1 or args.retries < 0 or args.timeout <= 0:
+        raise UserError("--concurrency must be at least 1, --retries at least 0, --timeout above 0")
+    output = Path(args.output).expanduser().absolute()
+    rejects = Path(args.rejects).expanduser().absolute() if args.rejects else predict.rejects_path(output)
+    file_inputs = [p for p in args.inputs if not Path(p).is_dir()]
+    guard_outputs({"INPUT": p for p in file_inputs} if len(file_inputs) == 1 else file_inputs,
+                  {"-o": output, "--rejects": rejects, "--summary": args.summary}, command="predict")
+    api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
+    max_pixels = args.max_pixels or predict_max_pixels()
+    backend = OpenAIBackend(args.endpoint, "auto", api_key or "EMPTY", timeout=args.timeout, retries=args.retries,
+                            max_pixels=max_pixels, max_tokens=args.max_new_tokens, temperature=0.0)
+    served = backend.check_servers()
+    if len(set(served)) > 1:
+        raise UserError("the endpoints serve different models (" + ", ".join(
+            f"{url}: {name}" for url, name in zip(args.endpoint, served)) + "); give endpoints of one model")
+    backend.model = served[0]
+    settings = predict.settings_fingerprint({"endpoint_model": backend.model, "decoding": "server",
+                                             "max_new_tokens": args.max_new_tokens, "max_pixels": max_pixels})
+    start = time.monotonic()
+    candidates, rejected = predict.collect_inputs(args.inputs, exclude=(output, rejects))
+    summary = predict.PredictSummary(out=str(output), files=len(candidates) + len(rejected), images=len(candidates),
+                                     rejected=len(rejected))
+    summary.reject_codes.update(r["code"] for r in rejected)
+    write_jsonl(rejects, rejected)
+    failed: Counter = Counter()
+    stop = threading.Event()
+    validator = answer_validator()
+
+    def ask(candidate: predict.Candidate) -> tuple[predict.Candidate, Any]:
+        if stop.is_set():
+            return candidate, None
+        try:
+            data = Path(candidate.path).read_bytes()
+            request = Request(key=candidate.key, mode="predict", labels={}, question=None, system="",
+                              prompt=EXTRACTION_PROMPT, image=data)
+            return candidate, backend.complete(request)
+        except OSError as exc:
+            return candidate, TeacherError(f"image unreadable ({exc.strerror})")
+        except TeacherError as exc:
+            return candidate, exc
+
+    log = OutputLog(output)
+    try:
+        recovered = log.recover()
+        summary.torn_bytes = recovered.torn_bytes
+        predict.check_settings(output, settings)
+        pending = [c for c in candidates if c.key not in recovered.keys]
+        summary.skipped = len(candidates) - len(pending)
+        from plates.workpool import run_pool
+
+        with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
+            for candidate, result in run_pool(ask, pending, args.concurrency, stop):
+                if result is None:
+                    continue
+                if isinstance(result, TeacherError):
+                    failed[result.reason] += 1
+                    if result.fatal:
+                        stop.set()
+                    continue
+                described = predict.describe_answer(result.text, validator)
+                with deferred():  # the summary counts exactly the lines written
+                    log.append({"key": candidate.key, "image": candidate.path, "sha256": candidate.sha256,
+                                **described, "response": result.text, "confidence": None, "settings": settings,
+                                "decoding": "server", "model": backend.model})
+                    summary.answered += 1
+                    summary.parsed += described["answer"] is not None
+                    summary.schema_valid += described["schema_valid"]
+                bar.update(1)
+    finally:
+        log.close()
+        summary.seconds = time.monotonic() - start
+    if args.summary:
+        from plates.io import write_json
+
+        write_json(args.summary, {**summary.to_dict(), "failed": dict(failed)})
+    print(summary.format().replace(f"in {summary.chunks} chunk(s)", f"through {len(args.endpoint)} endpoint(s)"),
+          file=sys.stderr)
+    for reason, count in failed.most_common():
+        print(f"  failed        {count}  {reason}", file=sys.stderr)
+    if failed:
+        print("plates predict: some images failed; re-run the same command to retry only them", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def predict_max_pixels() -> int:
+    """The pixel budget images are shrunk to before they are sent (the teacher's default)."""
+    from plates.teacher import DEFAULT_MAX_PIXELS
+
+    return DEFAULT_MAX_PIXELS

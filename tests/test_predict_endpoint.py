@@ -1,0 +1,121 @@
+"""`plates predict --endpoint URL`: images answered through running OpenAI-compatible servers, each exactly once,
+with teach's concurrency, retries and append-only output; against loopback servers (the chat-completions fake
+of test_teach.py, and two real `plates serve` processes on the tiny model)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from plates.cli import main
+from test_teach import FakeOpenAI, read_lines
+
+
+def drawn_images(folder: Path, n: int) -> list[str]:
+    from plates.parse import iter_files
+    from plates.synth import make_dump
+
+    make_dump(folder, n, seed=3)
+    return sorted(str(folder / name) for name in iter_files(folder))
+
+
+def test_two_endpoints_answer_every_image_once_and_a_rerun_adds_nothing(tmp_path, capsys):
+    images = drawn_images(tmp_path / "new images", 6)
+    out = tmp_path / "preds.jsonl"
+    with FakeOpenAI(faults=["500", "html"]) as first, FakeOpenAI() as second:
+        argv = ["predict", str(tmp_path / "new images"), "-o", str(out), "--endpoint", first.url,
+                "--endpoint", second.url, "--concurrency", "2"]
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        lines = read_lines(out)
+        assert sorted(line["image"] for line in lines) == images and len({line["key"] for line in lines}) == 6
+        assert all(line["model"] == "fake-teacher" and line["decoding"] == "server" for line in lines)
+        assert first.chat_requests and second.chat_requests  # both endpoints answered
+        assert len(first.chat_requests) + len(second.chat_requests) == 6 + 2  # the 500 and the bad body retried
+        assert "through 2 endpoint(s)" in err and "Traceback" not in err
+        before = len(first.chat_requests) + len(second.chat_requests)
+        assert main(argv) == 0
+        assert "skipped       6" in capsys.readouterr().err
+        assert len(first.chat_requests) + len(second.chat_requests) == before
+    assert read_lines(out) == lines
+
+
+def test_unreachable_endpoint_and_local_options_are_one_line_errors(tmp_path, capsys):
+    drawn_images(tmp_path / "imgs", 1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once the socket is closed
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", str(tmp_path / "imgs"), "-o", str(out), "--endpoint", f"http://127.0.0.1:{port}/v1",
+                 "--timeout", "5"]) == 2
+    err = capsys.readouterr().err
+    assert f"http://127.0.0.1:{port}/v1: cannot list its models" in err and "Traceback" not in err
+    assert not out.exists()
+    with FakeOpenAI() as server:
+        assert main(["predict", str(tmp_path / "imgs"), "-o", str(out), "--endpoint", server.url,
+                     "--gpus", "0"]) == 2
+    assert "--gpus: not used with --endpoint" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_real_plates_serve_processes_answer_every_image_once(tiny_model_dir, tmp_path, capsys):
+    images = drawn_images(tmp_path / "imgs", 8)
+    servers = []
+    try:
+        for index in range(2):
+            port = _free_port()
+            log_path = tmp_path / f"serve{index}.log"
+            argv = [sys.executable, "-m", "plates.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
+                    "--decoding", "free", "--max-new-tokens", "8", "--max-pixels", str(112 * 112)]
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                           env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+            servers.append((process, f"http://127.0.0.1:{port}/v1", log_path))
+        for process, url, log_path in servers:
+            deadline = time.monotonic() + 600
+            while True:
+                assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+                try:
+                    with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+                time.sleep(1)
+        out = tmp_path / "preds.jsonl"
+        argv = ["predict", str(tmp_path / "imgs"), "-o", str(out), "--concurrency", "2", "--max-pixels",
+                str(112 * 112), "--timeout", "240"]
+        for _, url, _ in servers:
+            argv += ["--endpoint", url]
+        assert main(argv) == 0, capsys.readouterr().err
+        lines = read_lines(out)
+        assert sorted(line["image"] for line in lines) == images and len({line["key"] for line in lines}) == 8
+        assert all(line["model"] == "plates" and isinstance(line["response"], str) for line in lines)
+        for _, _, log_path in servers:  # round-robin: both servers answered
+            assert "/v1/chat/completions" in log_path.read_text(errors="replace")
+        assert main(argv) == 0
+        assert "skipped       8" in capsys.readouterr().err and len(read_lines(out)) == 8
+    finally:
+        for process, _, _ in servers:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
