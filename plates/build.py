@@ -54,6 +54,7 @@ from plates.io import (
 from plates.labels import (
     FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels, labels_dir,
 )
+from plates.outputs import input_path, output_dir
 from plates.records import iter_records, resolve_image, vehicle_id
 from plates.split import (  # noqa: F401 - NO_PLATE, stratum_of: also imported from here by older callers
     NO_PLATE, check_stratify_field, split_by_vehicle, stratum_of,
@@ -495,9 +496,10 @@ def write_dataset(dataset: Dataset, out_dir: str | Path, sharegpt: bool = False,
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("records", help="records JSONL written by `plates parse`")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
-    parser.add_argument("--descriptions", action="append", default=[], metavar="FILE",
+    parser.add_argument("records", type=input_path(), help="records JSONL written by `plates parse`")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)",
+                        type=output_dir())
+    parser.add_argument("--descriptions", action="append", default=[], metavar="FILE", type=input_path(),
                         help="teacher output of `plates teach` (repeatable); adds the description tasks")
     parser.add_argument("--val-ratio", type=float, default=0.1, metavar="R",
                         help="share of records held out for validation, whole vehicles at a time (default 0.1)")
@@ -513,7 +515,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also use teacher lines whose verdict is 'flagged' (default: only 'ok')")
     parser.add_argument("--val-all-tasks", action="store_true",
                         help="put description tasks in val.jsonl too (default: extraction only, for `plates eval`)")
-    parser.add_argument("--relative-to", metavar="ROOT",
+    parser.add_argument("--relative-to", metavar="ROOT", type=input_path(),
                         help="write image paths relative to ROOT; ms-swift then needs ROOT_IMAGE_DIR=ROOT "
                              "(or its CWD at ROOT), LLaMA-Factory media_dir=ROOT. Default: absolute paths")
     parser.add_argument("--exclude-warning", action="append", default=[], metavar="CODE",

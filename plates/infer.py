@@ -23,6 +23,7 @@ from typing import Any
 from plates import swift_cli
 from plates.contracts import dataset_image_root
 from plates.errors import UserError
+from plates.outputs import input_path, output_file
 from plates.runs import last_checkpoint, read_manifest
 from plates.tiny_model import MARKER as TINY_MARKER
 from plates.io import guard_outputs, iter_jsonl
@@ -303,12 +304,13 @@ def run_infer(output: str | os.PathLike, *, dry_run: bool = False, verbose: bool
 def _configure_infer(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--adapters", help="LoRA checkpoint from `plates train` (checkpoint-N, or its run folder "
-                                           "for the last checkpoint)")
+                                           "for the last checkpoint)", type=input_path())
     source.add_argument("--model", help="a model without adapters (hub id or folder): the base model for a "
-                                        "before/after comparison, or a `plates export` merged model")
+                                        "before/after comparison, or a `plates export` merged model", type=input_path())
     parser.add_argument("--dataset", help="JSONL to answer, or a `plates build` folder (uses val.jsonl); default "
-                                          "with --adapters: the validation set the run trained with")
-    parser.add_argument("-o", "--output", required=True, help="results JSONL to write (replaced atomically)")
+                                          "with --adapters: the validation set the run trained with", type=input_path())
+    parser.add_argument("-o", "--output", required=True, help="results JSONL to write (replaced atomically)",
+                        type=output_file("results"))
     parser.add_argument("--backend", default="transformers", choices=sorted(BACKENDS),
                         help="inference engine (pt = transformers; vllm needs a merged model when the vision "
                              "tower was trained)")

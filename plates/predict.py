@@ -37,6 +37,7 @@ from typing import Any, Iterable
 
 from plates.errors import UserError
 from plates.io import dump_json_line, guard_outputs, iter_jsonl, progress, sha256_file, write_jsonl
+from plates.outputs import input_path, output_file
 
 DEFAULT_CHUNK = 256
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -303,9 +304,8 @@ def run_predict(inputs: list[str], output: str | os.PathLike, *, adapters: str |
         raise UserError("--chunk-size must be at least 1")
     output = Path(output).expanduser().absolute()
     rejects = Path(rejects).expanduser().absolute() if rejects else rejects_path(output)
-    file_inputs = [p for p in inputs if not Path(p).is_dir()]
-    guard_outputs({"INPUT": p for p in file_inputs} if len(file_inputs) == 1 else file_inputs,
-                  {"-o": output, "--rejects": rejects}, command="predict")
+    guard_outputs([("INPUT", p) for p in inputs],
+                  {"-o": (output, "predict"), "--rejects": (rejects, "predict-rejects")}, command="predict")
 
     notes: list[str] = []
     infer_kwargs: dict[str, Any] = dict(adapters=adapters, model=model, backend=backend, max_pixels=max_pixels,
@@ -338,12 +338,12 @@ def run_predict(inputs: list[str], output: str | os.PathLike, *, adapters: str |
             print(f"plates predict: would answer {len(candidates)} images in chunks of {chunk_size} "
                   f"(the dataset above is one chunk); {len(rejected)} rejected", file=sys.stderr)
             return summary
-        write_jsonl(rejects, rejected)
         log = OutputLog(output)
         try:
             recovered = log.recover()
             summary.torn_bytes = recovered.torn_bytes
             _check_settings(output, settings)
+            write_jsonl(rejects, rejected)  # only once every refusal is behind us: a refused run keeps the old one
             pending = [c for c in candidates if c.key not in recovered.keys]
             summary.skipped = len(candidates) - len(pending)
             validator = answer_validator()
@@ -414,20 +414,23 @@ def add_generation_arguments(parser: argparse.ArgumentParser, *, max_new_tokens:
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", type=input_path(),
                         help="image files, folders (searched recursively, any names) or a records JSONL")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", type=output_file("predict"),
                         help="answers JSONL (appended to; a re-run continues where it stopped)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--adapters", help="LoRA checkpoint from `plates train` (or its run folder)")
-    source.add_argument("--model", help="a model without adapters: a `plates export` folder, or a hub id")
-    parser.add_argument("--rejects", metavar="PATH", help="default: OUT with .rejects.jsonl")
+    source.add_argument("--adapters", type=input_path(), help="LoRA checkpoint from `plates train` (or its run folder)")
+    source.add_argument("--model", help="a model without adapters: a `plates export` folder, or a hub id",
+                        type=input_path())
+    parser.add_argument("--rejects", metavar="PATH", help="default: OUT with .rejects.jsonl",
+                        type=output_file("predict-rejects", derive=lambda args: rejects_path(Path(args.output))))
     add_generation_arguments(parser)
     parser.add_argument("--logprobs", action="store_true",
                         help="keep token log-probabilities and write a per-field confidence (for `plates audit`)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
                         help=f"images per `swift infer` call; the unit of resumption (default {DEFAULT_CHUNK})")
-    parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON")
+    parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON",
+                        type=output_file("predict-summary"))
     parser.add_argument("--dry-run", action="store_true", help="check the inputs and print the command; answer nothing")
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from plates import swift_cli
 from plates.errors import UserError
+from plates.outputs import input_path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -105,8 +106,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     from plates.infer import BACKENDS
 
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--adapters", help="LoRA checkpoint from `plates train` (or its run folder)")
-    source.add_argument("--model", help="a model without adapters: a `plates export` folder, or a hub id")
+    source.add_argument("--adapters", type=input_path(), help="LoRA checkpoint from `plates train` (or its run folder)")
+    source.add_argument("--model", help="a model without adapters: a `plates export` folder, or a hub id",
+                        type=input_path())
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; "
                                                               "0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")

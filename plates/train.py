@@ -22,6 +22,7 @@ from plates.errors import UserError
 from plates.io import check_output_dir, sha256_file, write_json
 from plates import resources, swift_cli
 from plates.contracts import DatasetLayout, dataset_image_root  # noqa: F401 - dataset_image_root: old home
+from plates.outputs import input_path, output_dir
 from plates.swift_cli import parse_gpus  # noqa: F401 - its old home
 from plates.runs import (  # noqa: F401 - also imported from here by older callers
     LOG_NAME, MANIFEST_NAME, find_manifest, find_run_dir, last_checkpoint, loss_history,
@@ -442,8 +443,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(available_presets()) or "none found"
     parser.add_argument("--preset", default=None,
                         help=f"preset name in swift_args/ ({names}) or path to an ms-swift YAML config")
-    parser.add_argument("--dataset", help="`plates build` output folder (train.jsonl, val.jsonl) or one JSONL file")
-    parser.add_argument("--model", help="base model: hub id or local folder (overrides the preset's)")
+    parser.add_argument("--dataset", help="`plates build` output folder (train.jsonl, val.jsonl) or one JSONL file",
+                        type=input_path())
+    parser.add_argument("--model", help="base model: hub id or local folder (overrides the preset's)",
+                        type=input_path())
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override an ms-swift argument, e.g. --set num_train_epochs=3 --set "
                              "report_to=tensorboard; lists as YAML: --set 'target_modules=[q_proj,v_proj]'; "
@@ -458,7 +461,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-rank", type=int, help="this machine's rank, 0 on the master (NODE_RANK)")
     parser.add_argument("--master-addr", help="address of the rank-0 machine (MASTER_ADDR)")
     parser.add_argument("--master-port", type=int, help="port on the rank-0 machine (MASTER_PORT)")
-    parser.add_argument("--output-dir", help="where ms-swift writes its versioned run folders "
+    parser.add_argument("--output-dir", type=output_dir(), help="where ms-swift writes its versioned run folders "
                                              "(default: the preset's output_dir)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the exact command line and environment, paste-able into a shell; run nothing")
