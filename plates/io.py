@@ -196,10 +196,10 @@ def guard_outputs(inputs: Iterable[str | os.PathLike | tuple[str, str | os.PathL
             elif same_file(out, source):
                 raise UserError(f"{flag} {out}: is the input {what}{of} (same file); choose another output path "
                                 "(refusing to overwrite an input)")
-        if exists:
+        if exists and kind is not None:
+            check_kind(out, kind, flag)  # an image is never a plates output: refused here, no scan needed
+        elif exists:
             existing[flag] = out
-            if kind is not None:
-                check_kind(out, kind, flag)
     if existing:
         _refuse_named_images(named, existing, of)
 

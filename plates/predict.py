@@ -338,7 +338,7 @@ def run_predict(inputs: list[str], output: str | os.PathLike, *, adapters: str |
             print(f"plates predict: would answer {len(candidates)} images in chunks of {chunk_size} "
                   f"(the dataset above is one chunk); {len(rejected)} rejected", file=sys.stderr)
             return summary
-        log = OutputLog(output)
+        log = OutputLog(output, "predict")
         try:
             recovered = log.recover()
             summary.torn_bytes = recovered.torn_bytes

@@ -76,7 +76,7 @@ class Recovered:
 class OutputLog:
     """The append-only output file: exclusive lock, crash recovery, one durable line at a time."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, command: str = "teach"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
@@ -89,7 +89,7 @@ class OutputLog:
             pass
         except OSError:
             os.close(self.fd)
-            raise UserError(f"{self.path}: another `plates teach` is writing this file") from None
+            raise UserError(f"{self.path}: another `plates {command}` is writing this file") from None
         if created:
             _fsync_dir(self.path.parent)
 
