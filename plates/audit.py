@@ -40,6 +40,7 @@ from plates.labels import (
     FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, normalise, normalise_plate,
     normalise_vehicle, plates_of_answer,
 )
+from plates.outputs import input_path, output_file
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 THUMBNAIL = 192
@@ -241,6 +242,8 @@ class Corrections:
     skipped: int = 0
     applied: int = 0
     used: set = field(default_factory=set)
+    unapplied: list = field(default_factory=list)
+    unknown: list = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.by_image)
@@ -251,6 +254,17 @@ class Corrections:
             if key in self.by_image:
                 self.used.add(key)
                 out.extend(fix for fix in self.by_image[key] if not any(fix is seen for seen in out))
+        return out
+
+    def notes(self) -> list[str]:
+        """Why corrections did not land as clean labels: a plate index the record lacks, a value outside the
+        vocabulary (applied, with an ``unknown_value`` warning on the record like a typed label)."""
+        out = []
+        if self.unapplied:
+            out.append(f"{len(self.unapplied)} not applied, e.g. {self.unapplied[0]}")
+        if self.unknown:
+            out.append(f"{len(self.unknown)} outside the vocabularies (unknown_value warning on the record), "
+                       f"e.g. {self.unknown[0]}")
         return out
 
     def unmatched(self) -> list[str]:
@@ -269,13 +283,17 @@ class Corrections:
                 plates = labels[PLATE_GROUP]
                 index = fix.get("plate") or 0
                 if index >= len(plates):
-                    record.setdefault("warnings", []).append(
-                        f"correction_unapplied: {name} plate {index}: the record has {len(plates)} plate(s)")
+                    why = f"{name} plate {index}: the record has {len(plates)} plate(s)"
+                    record.setdefault("warnings", []).append(f"correction_unapplied: {why}")
+                    self.unapplied.append(f"{why} ({record['image']})")
                     continue
                 target = plates[index]
             old = target.get(name)
             target[name] = value
             record.setdefault("warnings", []).append(f"corrected: {name} {old} -> {value} ({self.source})")
+            if not fix.get("known", True):
+                record["warnings"].append(f"unknown_value: {name}={value}")
+                self.unknown.append(f"{name}={value}")
             self.applied += 1
         return record
 
@@ -311,29 +329,68 @@ def load_corrections(path: str | os.PathLike) -> Corrections:
         plate = line.get("plate")
         if name in PLATE_FIELDS and plate is not None and (not isinstance(plate, int) or plate < 0):
             raise UserError(f"{where}: 'plate' must be a plate index (0, 1, …)")
-        value = normalise(name, str(line["value"])).value
+        if not isinstance(line["value"], str):
+            raise UserError(f"{where}: 'value' must be the corrected label as text, not {line['value']!r}")
+        normalised = normalise(name, line["value"])
         image = line["image"]
-        fix = {"field": name, "plate": plate if name in PLATE_FIELDS else None, "value": value}
+        fix = {"field": name, "plate": plate if name in PLATE_FIELDS else None, "value": normalised.value,
+               "known": normalised.known}
         corrections.by_image.setdefault(os.path.normpath(image), []).append(fix)
         if isinstance(line.get("path"), str):  # review lines carry the absolute path too
             corrections.by_image.setdefault(os.path.normpath(line["path"]), []).append(fix)
     return corrections
 
 
+# ---- re-running over a review file ---------------------------------------------------------------------------
+
+_REVIEW_KEYS = frozenset(Dispute("", "", "", None, "", "", None).to_dict())
+
+
+def _review_key(line: dict[str, Any]) -> tuple[str, Any, Any]:
+    return (os.path.normpath(str(line.get("path") or line.get("image"))), line.get("field"), line.get("plate"))
+
+
+def merge_review(previous: str | os.PathLike, disputes: list[Dispute]) -> tuple[list[dict[str, Any]], int]:
+    """The review lines to write over ``previous`` (a review file an earlier audit wrote, perhaps half reviewed):
+    every dispute, carrying the ``value`` (and any keys a reviewer added) of the earlier line for the same image,
+    field and plate; earlier reviewed lines that are no longer disputed are kept at the end. So a re-run (new
+    predictions, more records) adds lines and never resets a person's work. Returns (lines, reviewed kept)."""
+    rows = [d.to_dict() for d in disputes]
+    if not os.path.isfile(previous):
+        return rows, 0
+    reviewed: dict[tuple[str, Any, Any], dict[str, Any]] = {}
+    for _, line in iter_jsonl(previous):
+        if isinstance(line, dict) and (line.get("value") is not None or set(line) - _REVIEW_KEYS):
+            reviewed[_review_key(line)] = line
+    kept = 0
+    for row in rows:
+        earlier = reviewed.pop(_review_key(row), None)
+        if earlier is not None:
+            row["value"] = earlier.get("value")
+            row.update({k: v for k, v in earlier.items() if k not in _REVIEW_KEYS})
+            kept += 1
+    rows.extend(reviewed.values())
+    return rows, kept + len(reviewed)
+
+
 # ---- CLI -----------------------------------------------------------------------------------------------------
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("records", metavar="RECORDS", help="records from `plates parse` (the labels to check)")
-    parser.add_argument("--predictions", required=True, metavar="PREDS",
+    parser.add_argument("records", metavar="RECORDS", type=input_path(),
+                        help="records from `plates parse` (the labels to check)")
+    parser.add_argument("--predictions", required=True, metavar="PREDS", type=input_path(),
                         help="`plates predict RECORDS --logprobs` output for the same images")
-    parser.add_argument("-o", "--output", required=True, metavar="REVIEW", help="review JSONL to write")
+    parser.add_argument("-o", "--output", required=True, metavar="REVIEW", type=output_file("review"),
+                        help="review JSONL to write; an existing one is merged (filled-in values are kept)")
     parser.add_argument("--sheet", metavar="PATH", help="review sheet with thumbnails, .html or .md "
-                                                         "(default: REVIEW with .html)")
+                                                         "(default: REVIEW with .html)",
+                        type=output_file("audit-sheet", derive=lambda args: default_sheet(Path(args.output))))
     parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
                         help=f"keep disputes where the model's confidence is at least this (default "
                              f"{DEFAULT_MIN_CONFIDENCE}; 0 keeps every disagreement, also without log-probabilities)")
     parser.add_argument("--stats", action="store_true", help="print how many labels per field the model disputes")
-    parser.add_argument("--json", metavar="PATH", help="also write the statistics as JSON")
+    parser.add_argument("--json", metavar="PATH", type=output_file("audit-stats"),
+                        help="also write the statistics as JSON")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -356,7 +413,8 @@ def _run(args: argparse.Namespace) -> int:
     guard_outputs({"RECORDS": args.records, "--predictions": args.predictions},
                   {"-o": output, "--sheet": sheet, "--json": args.json}, command="audit")
     disputes, stats = audit(args.records, args.predictions, args.min_confidence)
-    write_jsonl(output, (d.to_dict() for d in disputes))
+    rows, kept = merge_review(output, disputes)
+    write_jsonl(output, rows)
     text = render_markdown(disputes, stats) if sheet.suffix.lower() == ".md" else render_html(disputes, stats)
     with atomic_write(sheet) as handle:
         handle.write(text)
@@ -366,6 +424,8 @@ def _run(args: argparse.Namespace) -> int:
         write_json(args.json, stats.to_dict())
     print(f"plates audit: {len(disputes)} disputed labels in {stats.predicted} of {stats.records} records "
           f"-> {output}, sheet {sheet}")
+    if kept:
+        print(f"  kept {kept} reviewed lines of the existing {output} (their values are not reset)")
     if stats.without_prediction or stats.unusable_predictions:
         print(f"  {stats.without_prediction} records without a prediction, {stats.unusable_predictions} with an "
               "unparseable answer (not audited)")

@@ -50,6 +50,7 @@ from plates.contracts import DatasetLayout
 from plates.grpo import grpo_row
 from plates.io import check_input_file, check_output_dir, guard_outputs, iter_jsonl, replace_file_set, write_json
 from plates.labels import PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels
+from plates.outputs import input_path, output_dir
 from plates.records import iter_records, resolve_image
 from plates.build_output import (  # noqa: F401 - the helpers that moved there are still importable from here
     Dataset, FileSink, LabelTally, ListSink, check_warning_codes, earlier_sources, file_sha256, labels_version,
@@ -383,9 +384,10 @@ def write_build(out_dir: str | Path, fill: Callable[[FileSink], dict[str, Any]],
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("records", help="records JSONL written by `plates parse`")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)")
-    parser.add_argument("--descriptions", action="append", default=[], metavar="FILE",
+    parser.add_argument("records", type=input_path(), help="records JSONL written by `plates parse`")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (created)",
+                        type=output_dir())
+    parser.add_argument("--descriptions", action="append", default=[], metavar="FILE", type=input_path(),
                         help="teacher output of `plates teach` (repeatable); adds the description tasks")
     parser.add_argument("--val-ratio", type=float, default=0.1, metavar="R",
                         help="share of records held out for validation, whole vehicles at a time (default 0.1)")
@@ -401,7 +403,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also use teacher lines whose verdict is 'flagged' (default: only 'ok')")
     parser.add_argument("--val-all-tasks", action="store_true",
                         help="put description tasks in val.jsonl too (default: extraction only, for `plates eval`)")
-    parser.add_argument("--relative-to", metavar="ROOT",
+    parser.add_argument("--relative-to", metavar="ROOT", type=input_path(),
                         help="write image paths relative to ROOT; ms-swift then needs ROOT_IMAGE_DIR=ROOT "
                              "(or its CWD at ROOT), LLaMA-Factory media_dir=ROOT. Default: absolute paths")
     parser.add_argument("--exclude-warning", action="append", default=[], metavar="CODE",

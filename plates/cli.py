@@ -16,6 +16,7 @@ import sys
 from plates import __version__
 from plates.errors import Terminated, UserError
 from plates.signals import terminate_like_interrupt
+from plates.outputs import guard_command, path_options
 
 STAGE_MODULES = (
     "plates.parse",
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=inspect.cleandoc(run.__doc__ or help_text),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         configure(p)
-        p.set_defaults(_run=run)
+        p.set_defaults(_run=run, _path_options=path_options(p))
     return parser
 
 
@@ -91,6 +92,7 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     try:
+        guard_command(args)  # every declared output, before the command can write anything
         return int(args._run(args) or 0)
     except UserError as exc:
         print(f"plates {args.command}: error: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from plates.errors import UserError
+from plates.outputs import output_dir
 
 DEFAULT_WORKDIR = "plates-demo"
 RUN_PLACEHOLDER = "RUN"  # the LoRA + ViT run folder, known only once stage 2 has trained
@@ -394,7 +395,7 @@ not prove anything about real photographs or a real model. For a real run change
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=Path, default=Path(DEFAULT_WORKDIR),
+    parser.add_argument("--workdir", type=output_dir(convert=Path), default=Path(DEFAULT_WORKDIR),
                         help=f"where every artefact goes (default: ./{DEFAULT_WORKDIR}); re-running reuses it")
     parser.add_argument("--images", type=int, default=DEMO_IMAGES,
                         help=f"number of drawn images (default: {DEMO_IMAGES}; {DEMO_VAL_RATIO:.0%} of the vehicles "

@@ -34,6 +34,7 @@ from plates import swift_cli
 from plates.errors import UserError
 from plates.inference import InferenceSettings
 from plates.io import write_json
+from plates.outputs import input_path, output_dir
 
 QUANT_METHODS = ("awq", "gptq", "fp8", "bnb")
 QUANT_BITS = {"awq": (4,), "gptq": (2, 3, 4, 8), "bnb": (4, 8), "fp8": (8,)}
@@ -214,15 +215,17 @@ def verify_export(checkpoint: Path, target: Path, images: list[str], *, max_new_
 # ---- CLI -------------------------------------------------------------------------------------------------------
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--adapters", required=True, help="LoRA checkpoint from `plates train` (or its run folder)")
-    parser.add_argument("-o", "--output-dir", help="folder for the exported model (default: CHECKPOINT-merged)")
+    parser.add_argument("--adapters", required=True, help="LoRA checkpoint from `plates train` (or its run folder)",
+                        type=input_path())
+    parser.add_argument("-o", "--output-dir", help="folder for the exported model (default: CHECKPOINT-merged)",
+                        type=output_dir())
     parser.add_argument("--quant", choices=QUANT_METHODS, help="also quantise (GPU only): awq, gptq, fp8 or bnb")
     parser.add_argument("--bits", type=int, help="quantisation bits (awq 4; gptq 2/3/4/8; bnb 4/8; fp8 8)")
-    parser.add_argument("--calibration", metavar="DATASET",
+    parser.add_argument("--calibration", metavar="DATASET", type=input_path(),
                         help="calibration data for awq/gptq (default: the run's training set)")
     parser.add_argument("--verify", type=int, default=0, metavar="N",
                         help="answer N validation images with the checkpoint and the export and report differences")
-    parser.add_argument("--verify-dataset", metavar="DATASET",
+    parser.add_argument("--verify-dataset", metavar="DATASET", type=input_path(),
                         help="dataset JSONL whose images --verify uses (default: the run's validation set)")
     InferenceSettings.add_arguments(parser, max_new_tokens=512, include=("max_new_tokens", "decoding"),
                                     purpose=" (for --verify)")

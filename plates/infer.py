@@ -24,6 +24,7 @@ from plates import swift_cli
 from plates.contracts import dataset_image_root
 from plates.errors import UserError
 from plates.inference import ALL_OPTIONS, BACKENDS, DEFAULT_MAX_NEW_TOKENS, InferenceSettings  # noqa: F401
+from plates.outputs import input_path, output_file
 from plates.runs import last_checkpoint, read_manifest
 from plates.tiny_model import MARKER as TINY_MARKER
 from plates.io import guard_outputs, iter_jsonl
@@ -305,8 +306,9 @@ def run_infer(output: str | os.PathLike, settings: InferenceSettings | None = No
 def _configure_infer(parser: argparse.ArgumentParser) -> None:
     InferenceSettings.add_arguments(parser, command="infer", include=("source",))
     parser.add_argument("--dataset", help="JSONL to answer, or a `plates build` folder (uses val.jsonl); default "
-                                          "with --adapters: the validation set the run trained with")
-    parser.add_argument("-o", "--output", required=True, help="results JSONL to write (replaced atomically)")
+                                          "with --adapters: the validation set the run trained with", type=input_path())
+    parser.add_argument("-o", "--output", required=True, help="results JSONL to write (replaced atomically)",
+                        type=output_file("results"))
     InferenceSettings.add_arguments(parser, command="infer", include=[o for o in ALL_OPTIONS if o != "source"])
     parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
     parser.add_argument("-v", "--verbose", action="store_true",

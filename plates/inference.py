@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from plates.decoding import DEFAULT_MODE, MODES
+from plates.outputs import input_path
 
 BACKENDS = {"pt": "transformers", "transformers": "transformers", "vllm": "vllm", "lmdeploy": "lmdeploy",
             "sglang": "sglang"}
@@ -80,8 +81,8 @@ class InferenceSettings:
         helps = {**SOURCE_HELP, "gpus": "GPUs to use, e.g. 0 (sets CUDA_VISIBLE_DEVICES)", **(helps or {})}
         if "source" in include:
             source = parser.add_mutually_exclusive_group(required=source_required)
-            source.add_argument("--adapters", help=helps["adapters"])
-            source.add_argument("--model", help=helps["model"])
+            source.add_argument("--adapters", help=helps["adapters"], type=input_path())
+            source.add_argument("--model", help=helps["model"], type=input_path())
         if "backend" in include:
             parser.add_argument("--backend", default="transformers", choices=sorted(BACKENDS),
                                 help="inference engine (pt = transformers; vllm needs a merged model when the "

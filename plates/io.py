@@ -160,21 +160,29 @@ def check_output_file(path: str | os.PathLike, flag: str | None = "-o") -> Path:
 
 
 def guard_outputs(inputs: Iterable[str | os.PathLike | tuple[str, str | os.PathLike]] | Mapping[str, str | os.PathLike],
-                  outputs: Mapping[str, str | os.PathLike | None], *, command: str | None = None) -> None:
+                  outputs: Mapping[str, str | os.PathLike | tuple[str | os.PathLike, str] | None], *,
+                  command: str | None = None) -> None:
     """Refuse, before any work is done, a command line whose outputs would destroy data. ``outputs`` maps
-    each output flag ('-o', '--json', '--markdown', …) to its path (None: not given); ``inputs`` are the
-    files the command reads (name them for the message with a mapping {'RESULTS': path} or with
-    ('--inputs', path) pairs; None entries are skipped). Raises
-    UserError when an output is one of the inputs - compared by real path through symlinks and by device and
-    inode, so hard links count - when an output is an existing file inside an input *folder* (it would replace
-    data there), when two outputs name the same file, or when an output cannot be a file at all (see
-    :func:`check_output_file`). ``command`` ('eval') only flavours the message."""
+    each output flag ('-o', '--json', '--markdown', …) to its path (None: not given), or to ``(path, kind)``
+    with the output kind of :mod:`plates.outputs` ('records', 'teach', …); ``inputs`` are the files and
+    folders the command reads (name them for the message with a mapping {'RESULTS': path} or with
+    ('--inputs', path) pairs; None entries are skipped). Raises UserError when an output is one of the
+    inputs - compared by real path through symlinks and by device and inode, so hard links count - when an
+    output is an existing file inside an input *folder* (unless it is an earlier output of the same kind),
+    when it is an image a JSONL input names, when two outputs name the same file, when an output cannot be a
+    file at all (see :func:`check_output_file`), or when an existing output holds anything but its kind (a file
+    plates did not write, or another stage's output: :func:`plates.outputs.check_kind`). ``command`` ('eval')
+    only flavours the message. Cheap unless an output already exists."""
+    from plates.outputs import check_kind, recognise
+
     named = list(inputs.items()) if isinstance(inputs, Mapping) else [
         item if isinstance(item, tuple) else (None, item) for item in inputs]
     named = [(name, p) for name, p in named if p is not None]
     of = f" of `plates {command}`" if command else ""
     seen: dict[tuple[int, int] | str, str] = {}
-    for flag, out in outputs.items():
+    existing: dict[str, str] = {}
+    for flag, spec in outputs.items():
+        out, kind = spec if isinstance(spec, tuple) else (spec, None)
         if out is None:
             continue
         check_output_file(out, flag)
@@ -188,12 +196,43 @@ def guard_outputs(inputs: Iterable[str | os.PathLike | tuple[str, str | os.PathL
             what = f"{name} {source}" if name else str(source)
             if os.path.isdir(source):
                 inside = os.path.commonpath([real_out, os.path.realpath(source)]) == os.path.realpath(source)
-                if exists and inside:
+                if exists and inside and (kind is None or recognise(out) != kind):
                     raise UserError(f"{flag} {out}: would replace a file inside the input folder {what}{of}; "
                                     "choose another output path")
             elif same_file(out, source):
                 raise UserError(f"{flag} {out}: is the input {what}{of} (same file); choose another output path "
                                 "(refusing to overwrite an input)")
+        if exists and kind is not None:
+            check_kind(out, kind, flag)  # an image is never a plates output: refused here, no scan needed
+        elif exists:
+            existing[flag] = out
+    if existing:
+        _refuse_named_images(named, existing, of)
+
+
+def _refuse_named_images(named: list[tuple[str | None, Any]], outputs: Mapping[str, Any], of: str) -> None:
+    """Refuse an existing output that is an image named by a JSONL input (a records file, a dataset): its
+    ``image``/``images`` paths, absolute, below the line's ``root`` or relative to the JSONL's folder."""
+    wanted = {ident: flag for flag, out in outputs.items() if (ident := _identity(out)) is not None}
+    for name, source in named:
+        if not (os.path.isfile(source) and os.fspath(source).lower().endswith(".jsonl")):
+            continue
+        base = os.path.dirname(os.path.abspath(source))
+        for _, row in iter_jsonl(source, errors=[]):
+            if not isinstance(row, dict):
+                continue
+            images = row.get("images") if isinstance(row.get("images"), list) else [row.get("image")]
+            for image in images:
+                image = image.get("path") if isinstance(image, dict) else image
+                if not isinstance(image, str) or not image:
+                    continue
+                roots = [str(row["root"])] if isinstance(row.get("root"), str) else []
+                for candidate in [image] if os.path.isabs(image) else [os.path.join(r, image) for r in [*roots, base]]:
+                    flag = wanted.get(_identity(candidate))
+                    if flag is not None:
+                        what = f"{name} {source}" if name else str(source)
+                        raise UserError(f"{flag} {outputs[flag]}: is an image named by the input {what}{of}; "
+                                        "choose another output path")
 
 
 def check_output_dir(path: str | os.PathLike, flag: str | None = "-o", *, owned: Iterable[str] = (),

@@ -31,6 +31,7 @@ from plates.names import (  # noqa: F401 - the name grammar's public names, also
     CCPD_ADS, CCPD_ALPHABETS, CCPD_PROVINCES, FORMATS, PLATE_STAT_FIELDS, ParsedName, clear_caches, name_format,
     parse_ccpd_filename, parse_filename, parse_seed_filename, plate_number, strip_extension,
 )
+from plates.outputs import input_path, output_file
 
 # every warning code a record can carry ('code: detail'); `plates build --exclude-warning` checks against it
 WARNING_CODES = ("colour_usage", "image_truncated", "missing_field", "missing_vehicle", "name_encoding",
@@ -285,16 +286,20 @@ def default_jobs() -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("root", metavar="ROOT", help="folder of labelled images (searched recursively)")
-    parser.add_argument("-o", "--output", metavar="OUT", required=True, help="records file to write (JSONL)")
-    parser.add_argument("--rejects", metavar="PATH",
+    parser.add_argument("root", metavar="ROOT", help="folder of labelled images (searched recursively)",
+                        type=input_path())
+    parser.add_argument("-o", "--output", metavar="OUT", required=True, help="records file to write (JSONL)",
+                        type=output_file("records"))
+    parser.add_argument("--rejects", metavar="PATH", type=output_file(
+                            "parse-rejects", derive=lambda args: default_rejects_path(Path(args.output))),
                         help="where files that cannot become records go, with a reason (default: OUT with .rejects.jsonl)")
     parser.add_argument("--format", choices=FORMATS, default="auto", dest="fmt",
                         help="file-name grammar: seed (车辆属性:…), ccpd, or auto (decide per file; default)")
     parser.add_argument("-j", "--jobs", type=int, default=default_jobs(),
                         help="worker processes (default: CPU count, at most 8; 1 = no workers)")
-    parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON")
-    parser.add_argument("--corrections", metavar="FILE",
+    parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON",
+                        type=output_file("parse-summary"))
+    parser.add_argument("--corrections", metavar="FILE", type=input_path(),
                         help="label fixes by image path (JSONL; `plates audit`'s review file with 'value' filled in)")
 
 
@@ -322,7 +327,8 @@ def run(args: argparse.Namespace) -> int:
     if corrections is not None:
         unmatched = corrections.unmatched()
         print(f"plates parse: {corrections.applied} label corrections applied from {args.corrections}"
-              + (f"; {len(unmatched)} name no parsed image, e.g. {unmatched[0]}" if unmatched else ""))
+              + (f"; {len(unmatched)} name no parsed image, e.g. {unmatched[0]}" if unmatched else "")
+              + "".join(f"; {note}" for note in corrections.notes()))
     if args.summary:
         write_json(args.summary, summary.to_dict())
     print(f"plates parse: {args.root} -> {output} ({summary.parsed} records), {rejects} ({summary.rejected} rejects)")

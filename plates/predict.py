@@ -43,6 +43,7 @@ from plates.errors import UserError
 from plates.inference import InferenceSettings
 from plates.io import check_output_file, dump_json_line, guard_outputs, iter_jsonl, progress, sha256_file, write_jsonl
 from plates.launch import Nodes, stop_on_signals
+from plates.outputs import input_path, output_file
 
 DEFAULT_CHUNK = 256
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -392,9 +393,8 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
         raise UserError("--chunk-size must be at least 1")
     output = Path(output).expanduser().absolute()
     rejects = Path(rejects).expanduser().absolute() if rejects else rejects_path(output)
-    file_inputs = [p for p in inputs if not Path(p).is_dir()]
-    guard_outputs({"INPUT": p for p in file_inputs} if len(file_inputs) == 1 else file_inputs,
-                  {"-o": output, "--rejects": rejects}, command="predict")
+    guard_outputs([("INPUT", p) for p in inputs],
+                  {"-o": (output, "predict"), "--rejects": (rejects, "predict-rejects")}, command="predict")
     log_path = output.with_name(f"{output.stem}.swift-infer.log")
     check_output_file(log_path, "the ms-swift log")
 
@@ -464,12 +464,12 @@ def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, ou
             result: Path, argv: list[str], env: dict[str, str], log_path: Path, verbose: bool,
             summary: PredictSummary, settings_key: str, settings: InferenceSettings, output_log: Any) -> None:
     """The master's run: pending images through one `swift infer` per segment, answers appended as written."""
-    write_jsonl(rejects, rejected)
-    log = output_log(output)
+    log = output_log(output, "predict")
     try:
         recovered = log.recover()
         summary.torn_bytes = recovered.torn_bytes
         check_settings(output, settings_key)
+        write_jsonl(rejects, rejected)  # only once every refusal is behind us: a refused run keeps the old one
         pending = [c for c in candidates if c.key not in recovered.keys]
         summary.skipped = len(candidates) - len(pending)
         with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
@@ -537,18 +537,20 @@ def check_settings(output: Path, settings: str) -> None:
 def _configure(parser: argparse.ArgumentParser) -> None:
     from plates.launch import add_distributed_arguments
 
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", type=input_path(),
                         help="image files, folders (searched recursively, any names) or a records JSONL")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", type=output_file("predict"),
                         help="answers JSONL (appended to; a re-run continues where it stopped)")
-    source = InferenceSettings.add_arguments(parser, command="infer", max_new_tokens=DEFAULT_MAX_NEW_TOKENS, unit="images",
-                                    helps={"gpus": "GPUs to use, e.g. 0,1,2,3: one ms-swift process per GPU, each "
-                                                   "answering its share (data parallel; sets CUDA_VISIBLE_DEVICES and "
-                                                   "NPROC_PER_NODE)"})
+    source = InferenceSettings.add_arguments(parser, command="infer", max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+                                             unit="images", helps={"gpus": (
+                                                 "GPUs to use, e.g. 0,1,2,3: one ms-swift process per GPU, each "
+                                                 "answering its share (data parallel; sets CUDA_VISIBLE_DEVICES and "
+                                                 "NPROC_PER_NODE)")})
     from plates import predict_endpoint
 
     predict_endpoint.add_arguments(parser, source)
-    parser.add_argument("--rejects", metavar="PATH", help="default: OUT with .rejects.jsonl")
+    parser.add_argument("--rejects", metavar="PATH", help="default: OUT with .rejects.jsonl",
+                        type=output_file("predict-rejects", derive=lambda args: rejects_path(Path(args.output))))
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
                         help=f"answers are appended and fsynced every N images, so a kill loses at most N "
                              f"(ms-swift's write_batch_size; default {DEFAULT_CHUNK}); the model is loaded once "
@@ -556,7 +558,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     add_distributed_arguments(parser, model_parallel_help="with several --gpus: one process spreading the model over "
                                                           "them (transformers) or vLLM tensor parallel, for a model "
                                                           "too large for one GPU")
-    parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON")
+    parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON",
+                        type=output_file("predict-summary"))
     parser.add_argument("--dry-run", action="store_true", help="check the inputs and print the launch; answer nothing")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="stream ms-swift's whole output here (it always goes to OUT-STEM.swift-infer.log "

@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--concurrency must be at least 1, --retries at least 0, --timeout above 0")
     output = Path(args.output).expanduser().absolute()
     rejects = Path(args.rejects).expanduser().absolute() if args.rejects else predict.rejects_path(output)
-    file_inputs = [p for p in args.inputs if not Path(p).is_dir()]
-    guard_outputs({"INPUT": p for p in file_inputs} if len(file_inputs) == 1 else file_inputs,
-                  {"-o": output, "--rejects": rejects, "--summary": args.summary}, command="predict")
+    guard_outputs([("INPUT", p) for p in args.inputs],
+                  {"-o": (output, "predict"), "--rejects": (rejects, "predict-rejects"),
+                   "--summary": (args.summary, "predict-summary") if args.summary else None}, command="predict")
     api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
     max_pixels = args.max_pixels or predict_max_pixels()
     backend = OpenAIBackend(args.endpoint, "auto", api_key or "EMPTY", timeout=args.timeout, retries=args.retries,
@@ -85,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     summary = predict.PredictSummary(out=str(output), files=len(candidates) + len(rejected), images=len(candidates),
                                      rejected=len(rejected))
     summary.reject_codes.update(r["code"] for r in rejected)
-    write_jsonl(rejects, rejected)
     failed: Counter = Counter()
     stop = threading.Event()
     validator = answer_validator()
@@ -103,11 +102,12 @@ def run(args: argparse.Namespace) -> int:
         except TeacherError as exc:
             return candidate, exc
 
-    log = OutputLog(output)
+    log = OutputLog(output, "predict")
     try:
         recovered = log.recover()
         summary.torn_bytes = recovered.torn_bytes
         predict.check_settings(output, settings)
+        write_jsonl(rejects, rejected)  # only once every refusal is behind us: a refused run keeps the old one
         pending = [c for c in candidates if c.key not in recovered.keys]
         summary.skipped = len(candidates) - len(pending)
         from plates.workpool import run_pool

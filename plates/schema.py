@@ -33,6 +33,7 @@ from plates.io import atomic_write, check_output_file
 from plates.labels import (
     PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, labels_dir, load_vocabularies,
 )
+from plates.outputs import output_file
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "urn:plates:answer"
@@ -205,7 +206,7 @@ def answer_validator(schema: dict[str, Any] | None = None):
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", "-o", metavar="PATH",
+    parser.add_argument("--output", "-o", metavar="PATH", type=output_file("schema"),
                         help="where to write the schema (default: eval/answer.schema.json in a checkout; "
                              "standard output for an installed package, whose copy is read-only data)")
     parser.add_argument("--check", action="store_true",

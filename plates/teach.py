@@ -42,6 +42,7 @@ from plates.errors import UserError
 from plates.io import (
     check_input_file, dump_json_line, guard_outputs, iter_jsonl, progress, same_file, write_json,
 )
+from plates.outputs import input_path, output_file
 from plates.records import load_records, resolve_image
 from plates.signals import deferred
 from plates.workpool import run_pool
@@ -76,7 +77,7 @@ class Recovered:
 class OutputLog:
     """The append-only output file: exclusive lock, crash recovery, one durable line at a time."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, command: str = "teach"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
@@ -89,7 +90,7 @@ class OutputLog:
             pass
         except OSError:
             os.close(self.fd)
-            raise UserError(f"{self.path}: another `plates teach` is writing this file") from None
+            raise UserError(f"{self.path}: another `plates {command}` is writing this file") from None
         if created:
             _fsync_dir(self.path.parent)
 
@@ -468,8 +469,8 @@ def _non_negative(text: str) -> float:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("records", type=Path, help="records JSONL from `plates parse`")
-    parser.add_argument("-o", "--out", type=Path, required=True,
+    parser.add_argument("records", type=input_path(convert=Path), help="records JSONL from `plates parse`")
+    parser.add_argument("-o", "--out", type=output_file("teach", convert=Path), required=True,
                         help="teacher output JSONL; appended to, and re-running resumes where it stopped")
     parser.add_argument("--mode", choices=MODES, required=True,
                         help="describe (labels in the prompt), caption (a pooled question, no labels), "
@@ -493,14 +494,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"shrink images to at most this many pixels before sending (default {DEFAULT_MAX_PIXELS})")
     parser.add_argument("--max-tokens", type=_positive_int, default=1024, help="completion token limit (default 1024)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
-    parser.add_argument("--prompts", type=Path, metavar="DIR",
+    parser.add_argument("--prompts", type=input_path(convert=Path), metavar="DIR",
                         help="prompts folder with prompts.yaml and template.yaml "
                              "(default: the shipped prompts/v1)")
-    parser.add_argument("--inputs", type=Path, action="append", metavar="FILE",
+    parser.add_argument("--inputs", type=input_path(convert=Path), action="append", metavar="FILE",
                         help="fuse: teacher outputs holding the describe and caption lines "
                              "(default: OUT itself); repeatable")
     parser.add_argument("--limit", type=_positive_int, help="teach only the first N records (a trial run)")
-    parser.add_argument("--summary", type=Path, metavar="FILE", help="also write the summary as JSON")
+    parser.add_argument("--summary", metavar="FILE", help="also write the summary as JSON",
+                        type=output_file("teach-summary", convert=Path))
 
 
 def run(args: argparse.Namespace) -> int:

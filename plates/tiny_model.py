@@ -31,6 +31,7 @@ from pathlib import Path
 from plates.errors import UserError
 from plates import resources
 from plates.io import check_output_dir
+from plates.outputs import output_dir
 
 VOCAB_SIZE = 151936
 FIRST_SPECIAL_ID = 151643
@@ -299,7 +300,8 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", type=Path, help="folder to write the model into (created; reused if complete)")
+    parser.add_argument("dir", help="folder to write the model into (created; reused if complete)",
+                        type=output_dir(convert=Path))
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="rebuild even if DIR already holds a tiny model")
     parser.add_argument("--size", choices=sorted(SIZES), default="test",

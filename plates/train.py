@@ -22,6 +22,7 @@ from plates.errors import Terminated, UserError
 from plates.io import check_output_dir, sha256_file, write_json
 from plates import grpo, resources, swift_cli
 from plates.contracts import DatasetLayout, dataset_image_root  # noqa: F401 - dataset_image_root: old home
+from plates.outputs import input_path, output_dir
 from plates.swift_cli import parse_gpus  # noqa: F401 - its old home
 from plates.launch import add_distributed_arguments, distributed_env
 from plates.train_scale import LARGE_DATASET, MODES, count_samples, scale_options
@@ -439,9 +440,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(available_presets()) or "none found"
     parser.add_argument("--preset", default=None,
                         help=f"preset name in swift_args/ ({names}) or path to an ms-swift YAML config")
-    parser.add_argument("--dataset", help="`plates build` output folder (train.jsonl, val.jsonl) or one JSONL file")
-    parser.add_argument("--model", help="base model: hub id or local folder (overrides the preset's)")
-    parser.add_argument("--adapters", metavar="CHECKPOINT",
+    parser.add_argument("--dataset", help="`plates build` output folder (train.jsonl, val.jsonl) or one JSONL file",
+                        type=input_path())
+    parser.add_argument("--model", help="base model: hub id or local folder (overrides the preset's)",
+                        type=input_path())
+    parser.add_argument("--adapters", metavar="CHECKPOINT", type=input_path(),
                         help="start from this LoRA checkpoint of an earlier run (e.g. SFT before GRPO); its base "
                              "model is read from the run's args.json unless --model is given")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -453,7 +456,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", help="GPUs to use, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES and, for several, "
                                        "NPROC_PER_NODE: one process per GPU)")
     add_distributed_arguments(parser)
-    parser.add_argument("--output-dir", help="where ms-swift writes its versioned run folders "
+    parser.add_argument("--output-dir", type=output_dir(), help="where ms-swift writes its versioned run folders "
                                              "(default: the preset's output_dir)")
     parser.add_argument("--large-dataset", choices=MODES, default="auto",
                         help="ms-swift's options for big training sets: 'lazy' (lazy_tokenize, dataset_num_proc, "

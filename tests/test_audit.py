@@ -123,6 +123,55 @@ def test_bad_corrections_are_user_errors(tmp_path):
         load_corrections(tmp_path / "missing.jsonl")
 
 
+def test_rerunning_audit_keeps_what_a_reviewer_filled_in(audited, tmp_path, capsys):
+    records, preds = audited
+    review = tmp_path / "review.jsonl"
+    argv = ["audit", str(records), "--predictions", str(preds), "-o", str(review)]
+    assert main([*argv, "--min-confidence", "0.9"]) == 0
+    lines = read_jsonl(review)
+    assert [line["field"] for line in lines] == ["车牌省份"]
+    lines[0]["value"] = "云南省"
+    lines[0]["note"] = "checked on the photo"
+    review.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    capsys.readouterr()
+    assert main([*argv, "--min-confidence", "0.5"]) == 0  # more disputes this time
+    assert "kept 1 reviewed lines" in capsys.readouterr().out
+    merged = read_jsonl(review)
+    assert [line["field"] for line in merged] == ["车牌省份", "车辆颜色"], "new disputes are added"
+    assert merged[0]["value"] == "云南省" and merged[0]["note"] == "checked on the photo"
+    assert merged[1]["value"] is None
+    assert main([*argv, "--min-confidence", "0.99"]) == 0  # no dispute left: the reviewed line stays
+    assert [(line["field"], line["value"]) for line in read_jsonl(review)] == [("车牌省份", "云南省")]
+
+
+def test_corrections_are_checked_against_the_vocabularies(tmp_path, capsys):
+    from plates.synth import make_dump
+
+    root = tmp_path / "dump"
+    make_dump(root, 3, seed=2)
+    records = tmp_path / "records.jsonl"
+    assert main(["parse", str(root), "-o", str(records), "-j", "1"]) == 0
+    target = next(r for r in read_jsonl(records) if len(r["labels"][PLATE_GROUP]) == 1)
+    for bad in (["红色"], 5, {"v": "红色"}, True):
+        with pytest.raises(UserError, match="'value' must be the corrected label as text"):
+            load_corrections(_write(tmp_path / "c.jsonl", [{"image": target["image"], "field": "车辆颜色",
+                                                              "value": bad}]))
+    corrections = _write(tmp_path / "c.jsonl", [
+        {"image": target["image"], "field": "车辆颜色", "value": "紫红色xyz"},
+        {"image": target["image"], "field": "车牌颜色", "plate": 7, "value": "蓝色"}])
+    capsys.readouterr()
+    assert main(["parse", str(root), "-o", str(tmp_path / "r2.jsonl"), "-j", "1", "--corrections",
+                 str(corrections)]) == 0
+    out = capsys.readouterr().out
+    assert "1 label corrections applied" in out
+    assert "1 not applied, e.g. 车牌颜色 plate 7: the record has 1 plate(s)" in out
+    assert "1 outside the vocabularies (unknown_value warning on the record), e.g. 车辆颜色=紫红色xyz" in out
+    fixed = next(r for r in read_jsonl(tmp_path / "r2.jsonl") if r["image"] == target["image"])
+    assert fixed["labels"][VEHICLE_GROUP]["车辆颜色"] == "紫红色xyz"
+    assert "unknown_value: 车辆颜色=紫红色xyz" in fixed["warnings"]
+    assert any(w.startswith("correction_unapplied: 车牌颜色 plate 7") for w in fixed["warnings"])
+
+
 @pytest.mark.slow
 def test_audit_ranks_a_deliberately_wrong_label_first_on_real_predictions(tiny_model_dir, tmp_path, capsys):
     """Real `plates predict --logprobs` answers of the tiny model; records whose labels are those answers, except

@@ -75,7 +75,7 @@ def test_damaged_middle_line_is_a_user_error(tmp_path, capsys):
     not_ours = tmp_path / "other.jsonl"
     not_ours.write_text('{"messages": []}\n', encoding="utf-8")
     assert teach(records, not_ours, "--mode", "describe") == 2
-    assert "has no 'key'" in capsys.readouterr().err
+    assert "holds data plates did not write, not `plates teach` output" in capsys.readouterr().err
 
 
 def _line_count(path: Path) -> int:

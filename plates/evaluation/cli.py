@@ -17,6 +17,7 @@ from plates.evaluation.report import evaluate_file, load_report, write_report
 from plates.evaluation.stats import DEFAULT_REPLICATES, DEFAULT_SEED
 from plates.io import atomic_write, check_input_file, check_output_dir, guard_outputs, same_file, write_json
 from plates.labels import FIELDS, PLATE_NUMBER
+from plates.outputs import input_path, output_dir, output_file
 
 
 def _field_choice(name: str) -> str:
@@ -30,14 +31,17 @@ def _field_choice(name: str) -> str:
 
 
 def _configure_eval(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", metavar="RESULTS.jsonl",
+    parser.add_argument("results", metavar="RESULTS.jsonl", type=input_path(),
                         help="`swift infer --result_path` output (response + labels per line), or predictions "
                              "(image + response per line) with --records")
-    parser.add_argument("--records", metavar="RECORDS.jsonl",
+    parser.add_argument("--records", metavar="RECORDS.jsonl", type=input_path(),
                         help="`plates parse` records: take the references from them, joined by image path")
-    parser.add_argument("--json", metavar="PATH", dest="json_path", help="write the report as JSON")
-    parser.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
-    parser.add_argument("--plots", metavar="DIR", help="write PNG charts (per-field accuracy, confusion matrices)")
+    parser.add_argument("--json", metavar="PATH", dest="json_path", type=output_file("eval-json"),
+                        help="write the report as JSON")
+    parser.add_argument("--markdown", metavar="PATH", type=output_file("eval-markdown"),
+                        help="write the report as Markdown")
+    parser.add_argument("--plots", metavar="DIR", help="write PNG charts (per-field accuracy, confusion matrices)",
+                        type=output_dir())
     parser.add_argument("--by", metavar="FIELD", action="append", default=[],
                         help="add per-slice accuracy by the reference value of FIELD (e.g. 车牌颜色 or "
                              "plate_colour), or by path:N, the N-th folder of the image path (0 = first, "
@@ -45,7 +49,8 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
                              "(ccpd_base …) are recognised without it")
     parser.add_argument("--details", metavar="PATH", help="write one JSON line per answer (parse method, "
                                                            "violations, wrong fields, the per-answer scores the GRPO "
-                                                           "rewards give) for error analysis")
+                                                           "rewards give) for error analysis",
+                        type=output_file("eval-details"))
     parser.add_argument("--top", type=int, default=10, metavar="K", help="confusions kept per field (default 10)")
     eval_extras.add_arguments(parser)
     _add_bootstrap_arguments(parser)
@@ -141,11 +146,13 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _configure_compare(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("before", metavar="A.json", help="`plates eval --json` report of the base model")
-    parser.add_argument("after", metavar="B.json", help="report of the fine-tuned model")
+    parser.add_argument("before", metavar="A.json", help="`plates eval --json` report of the base model",
+                        type=input_path())
+    parser.add_argument("after", metavar="B.json", type=input_path(), help="report of the fine-tuned model")
     parser.add_argument("--names", nargs=2, metavar=("A", "B"), help="column names (default: file names)")
-    parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
-    parser.add_argument("--json", metavar="PATH", dest="json_path",
+    parser.add_argument("--markdown", metavar="PATH", type=output_file("compare-markdown"),
+                        help="also write the table as Markdown")
+    parser.add_argument("--json", metavar="PATH", dest="json_path", type=output_file("compare-json"),
                         help='also write the comparison as JSON ({"paired", "metrics": {name: {"a", "b", "delta", '
                              '"ci95", "p_value"}}})')
     _add_bootstrap_arguments(parser)

@@ -14,13 +14,15 @@ from plates.errors import UserError
 from plates.evaluation.confidence import DEFAULT_TARGET, ConfidenceObserver, format_confidence, plot_risk_coverage
 from plates.evaluation.html import DEFAULT_GALLERY, Gallery, write_html
 from plates.evaluation.slices import CcpdSlices, PathSlices, format_ccpd, parse_by
+from plates.outputs import output_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The eval options this module serves."""
     parser.add_argument("--html", metavar="PATH", help="write the whole report as one self-contained HTML file "
                                                         "(intervals, confusion matrices, risk–coverage, a gallery "
-                                                        "of the worst answers with their images)")
+                                                        "of the worst answers with their images)",
+                        type=output_file("eval-html"))
     parser.add_argument("--gallery", type=int, default=DEFAULT_GALLERY, metavar="K",
                         help=f"answers in the HTML error gallery (default {DEFAULT_GALLERY})")
     parser.add_argument("--target-accuracy", type=float, default=DEFAULT_TARGET, metavar="A",
