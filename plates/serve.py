@@ -82,15 +82,20 @@ def build_serve_command(*, adapters: str | None, model: str | None, host: str = 
                                        notes=notes, command="serve")
     options.update(infer_backend=backend, host=host, port=port, served_model_name=served_model_name)
     options.update(generation_caps(max_new_tokens, batch_size, max_pixels))
+    from plates.deploy_launcher import KEY_ENV
+
     env: dict[str, str] = {}
     if api_key_env:
         key = os.environ.get(api_key_env)
         if not key:
             raise UserError(f"--api-key-env {api_key_env}: that environment variable is not set")
-        options["api_key"] = key
+        env[KEY_ENV] = key  # the launcher hands it to ms-swift: never in argv (`ps`) or ms-swift's logs
     decode_options, decode_env = decoding_options(decoding, backend)
     values, raw = swift_cli.parse_overrides(overrides)
     options = swift_cli.resolve_options("deploy", {**options, **decode_options, **values}, raw, notes=notes)
+    if "api_key" in options:
+        raise UserError("--set api_key: a key on the command line is visible to every user (`ps`); put it in an "
+                        "environment variable and pass --api-key-env VAR")
     env.update(decode_env)
     if max_pixels:
         env["MAX_PIXELS"] = str(max_pixels)
@@ -98,7 +103,50 @@ def build_serve_command(*, adapters: str | None, model: str | None, host: str = 
         from plates.train import parse_gpus
 
         env["CUDA_VISIBLE_DEVICES"] = ",".join(parse_gpus(gpus))
-    return [*swift_cli.swift_command(), "deploy", *swift_cli.options_to_argv(options)], env
+    return [sys.executable, "-m", "plates.deploy_launcher", "deploy", *swift_cli.options_to_argv(options)], env
+
+
+def bind_address(argv: list[str]) -> tuple[str, int]:
+    """The host and port a `swift deploy` command line binds (after every ``--set``)."""
+    pairs = dict(zip(argv, argv[1:]))
+    return pairs.get("--host", DEFAULT_HOST), int(pairs.get("--port", DEFAULT_PORT))
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, port: int, *, has_key: bool, insecure_no_key: bool, probe: bool = True) -> None:
+    """Refuse a bind beyond loopback without an API key (anyone who can reach the port would use the model, and
+    ms-swift fetches image URLs for its callers), and, with ``probe``, a port that is already taken: ms-swift would
+    move to the next free one and clients would not find the server."""
+    if not is_loopback(host) and not has_key and not insecure_no_key:
+        raise UserError(f"--host {host}: serving beyond this machine without an API key; pass --api-key-env VAR "
+                        "(clients send its value as the bearer token), or --insecure-no-key to serve anyway")
+    if not probe:
+        return
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"--port {port}: {host}:{port} is already in use (another server?); stop it or "
+                                "choose another --port") from None
+            raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+        except socket.gaierror as exc:
+            raise UserError(f"--host {host}: unknown address ({exc.strerror})") from None
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +167,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help=f"answer length cap in tokens (default {DEFAULT_MAX_NEW_TOKENS})")
     parser.add_argument("--batch-size", type=int, help="requests per forward pass (max_batch_size)")
     parser.add_argument("--template", help="ms-swift template, e.g. qwen2_5_vl (needed for some local models)")
-    parser.add_argument("--api-key-env", metavar="VAR", help="require this environment variable's value as API key")
+    parser.add_argument("--api-key-env", metavar="VAR",
+                        help="require this environment variable's value as API key (it reaches ms-swift through "
+                             "the environment, never a command line or log); needed to serve beyond loopback")
+    parser.add_argument("--insecure-no-key", action="store_true",
+                        help="allow a --host beyond loopback without --api-key-env (anyone who can reach the port "
+                             "can use the model)")
     parser.add_argument("--gpus", help="GPUs to use, e.g. 0 (sets CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="any other `swift deploy` argument, checked against the installed ms-swift")
@@ -134,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
 
     examples:
       plates serve --adapters output/v0-…/checkpoint-300 --port 8000
-      plates serve --model output/v0-…/checkpoint-300-merged --backend vllm --host 0.0.0.0
+      MY_KEY=… plates serve --model output/v0-…/checkpoint-300-merged --backend vllm --host 0.0.0.0 --api-key-env MY_KEY
     """
     if args.print_prompt:
         print(prompt())
@@ -148,11 +201,15 @@ def _run(args: argparse.Namespace) -> int:
                                     notes=notes)
     for note in notes:
         print(f"plates serve: note: {note}", file=sys.stderr)
+    host, port = bind_address(argv)
+    check_bind(host, port, has_key=bool(args.api_key_env), insecure_no_key=args.insecure_no_key,
+               probe=not args.dry_run)
     if args.dry_run:
         print(swift_cli.format_command(swift_cli.redact_argv(argv), swift_cli.redact_env(env)))
         return 0
-    print(f"plates serve: OpenAI-compatible endpoint at http://{args.host}:{args.port}/v1, model {args.name!r} "
-          "(Ctrl-C stops it)", file=sys.stderr)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"plates serve: OpenAI-compatible endpoint at http://{shown}:{port}/v1, model {args.name!r}"
+          + (", API key required" if args.api_key_env else "") + " (Ctrl-C stops it)", file=sys.stderr)
     return swift_cli.run_streaming(argv, env)
 
 
