@@ -156,7 +156,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--adapters", help="LoRA checkpoint from `plates train` (or its run folder)")
     source.add_argument("--model", help="a model without adapters: a `plates export` folder, or a hub id")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; "
-                                                              "0.0.0.0 for every interface)")
+                                                              "0.0.0.0 for every interface, which needs --api-key-env)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"model name clients send (default {DEFAULT_NAME})")
     parser.add_argument("--decoding", choices=("schema", "free"), default="schema",

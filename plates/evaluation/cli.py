@@ -62,7 +62,8 @@ def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_bootstrap(args: argparse.Namespace) -> None:
     if args.bootstrap != 0 and not MIN_REPLICATES <= args.bootstrap <= MAX_REPLICATES:
         raise UserError(f"--bootstrap {args.bootstrap}: use 0 (no intervals) or {MIN_REPLICATES} to "
-                        f"{MAX_REPLICATES:,} replicates (fewer give intervals that mean nothing)")
+                        f"{MAX_REPLICATES:,} replicates (fewer cannot place a 95% interval; more only cost time "
+                        "and memory)")
 
 
 PLOT_NAMES = ("accuracy.png", "legend.txt", "risk_coverage.png",
