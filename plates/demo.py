@@ -398,7 +398,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=output_dir(convert=Path), default=Path(DEFAULT_WORKDIR),
                         help=f"where every artefact goes (default: ./{DEFAULT_WORKDIR}); re-running reuses it")
     parser.add_argument("--images", type=int, default=DEMO_IMAGES,
-                        help=f"number of drawn images (default: {DEMO_IMAGES}; {DEMO_VAL_RATIO:.0%} of the vehicles "
+                        help=f"number of drawn images (default: {DEMO_IMAGES}; {DEMO_VAL_RATIO:.0%}% of the vehicles "
                              "are held out)")
     parser.add_argument("--epochs", type=float, help=f"stage-1 epochs (default: the {STAGE1_PRESET} preset's)")
     parser.add_argument("--stage2-epochs", type=float, help=f"stage-2 epochs (default: the {STAGE2_PRESET} preset's)")

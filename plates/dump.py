@@ -165,19 +165,32 @@ def iter_files(root: str | Path, exclude: Iterable[str | Path] = (),
                     stack.append((rel + "/", entry.path))
                 elif entry.path not in skip:
                     found.append(rel)
-                    if special is not None and not entry.is_file():
+                    if special is not None and not _is_regular(entry):
                         special[rel] = file_kind(entry.path)
     found.sort()
     return found
 
 
+def _is_regular(entry: os.DirEntry) -> bool:
+    """``entry.is_file()`` that answers False instead of raising for a link it cannot resolve (a symbolic link
+    loop raises ELOOP, where a dangling link answers False)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
 def file_kind(path: str) -> str:
+    """What a path that is not a regular file is, for a reject's reason; never raises."""
+    import errno
     import stat
 
     try:
         mode = os.stat(path).st_mode
-    except OSError:
-        return "dangling symbolic link" if os.path.islink(path) else "file that cannot be read"
+    except OSError as exc:
+        if not os.path.islink(path):
+            return "file that cannot be read"
+        return "symbolic link loop" if exc.errno == errno.ELOOP else "dangling symbolic link"
     for test, kind in ((stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISSOCK, "socket"),
                        (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
                        (stat.S_ISDIR, "folder")):

@@ -186,6 +186,21 @@ def verify_images(checkpoint: Path, dataset: str | None, n: int) -> list[str]:
     return images[:n]
 
 
+def check_verify_images(images: list[str], flag: str) -> None:
+    """Refuse, before the merge, verification images that cannot be answered (missing, unreadable, not an image):
+    found after the merge, they would leave an export the re-run then refuses to overwrite."""
+    from plates.predict import check_image
+
+    problems = []
+    for image in images:
+        found = check_image(image)
+        if found is not None:
+            problems.append(f"{image}: {found[0]}")
+    if problems:
+        raise UserError(f"{flag}: {len(problems)} of the {len(images)} verification images cannot be answered "
+                        f"(first: {problems[0]}); fix them or pass another --verify-dataset (nothing was exported)")
+
+
 def verify_export(checkpoint: Path, target: Path, images: list[str], *, max_new_tokens: int = 512,
                   decoding: str = "schema", backend: str = "transformers", max_pixels: int | None = None,
                   batch_size: int | None = None) -> dict[str, Any]:
@@ -250,6 +265,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("--verify takes a number of images (0: no verification)")
     argv, target, ckpt = build_export_command(args.adapters, args.output_dir, quant=args.quant, bits=args.bits,
                                               calibration=args.calibration, overrides=args.overrides)
+    images = verify_images(ckpt, args.verify_dataset, args.verify) if args.verify else []
+    check_verify_images(images, f"--verify-dataset {args.verify_dataset}" if args.verify_dataset else "--verify")
     if args.dry_run:
         print(swift_cli.format_command(swift_cli.redact_argv(argv)))
         if args.quant and not has_cuda():
@@ -260,7 +277,6 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--quant {args.quant} runs on a CUDA GPU only and this machine has none (torch sees no "
                         "CUDA device); merge here without --quant, or run it on a GPU machine (--dry-run shows "
                         "the command)")
-    images = verify_images(ckpt, args.verify_dataset, args.verify) if args.verify else []
     log_path = target.parent / f"{target.name}.swift-export.log"
     code = swift_cli.run_swift(argv, log_path=log_path, verbose=args.verbose, who="plates export").code
     if code != 0:

@@ -128,6 +128,8 @@ def collect_inputs(inputs: Iterable[str], exclude: Iterable[Path] = ()) -> tuple
             paths.extend(_records_images(path))
         elif path.exists():
             paths.append((os.path.abspath(path), None))
+        elif os.path.islink(path):
+            raise UserError(f"INPUT {item}: a {file_kind(str(path))}, not a file or folder")
         else:
             raise UserError(f"INPUT {item}: no such file or folder")
     candidates: list[Candidate] = []

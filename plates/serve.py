@@ -82,33 +82,86 @@ def build_serve_command(settings: InferenceSettings | None = None, *, host: str 
                                        notes=notes, command="serve")
     options.update(infer_backend=backend, host=host, port=port, served_model_name=served_model_name)
     options.update(generation_caps(s.max_new_tokens, s.batch_size, max_pixels))
+    from plates.deploy_launcher import KEY_ENV
+
     env: dict[str, str] = {}
     if api_key_env:
         key = os.environ.get(api_key_env)
         if not key:
             raise UserError(f"--api-key-env {api_key_env}: that environment variable is not set")
-        options["api_key"] = key
+        env[KEY_ENV] = key  # the launcher hands it to ms-swift: never in argv (`ps`) or ms-swift's logs
     decode_options, decode_env = decoding_options(s.decoding, backend)
     values, raw = swift_cli.parse_overrides(s.overrides)
     options = swift_cli.resolve_options("deploy", {**options, **decode_options, **values}, raw, notes=notes)
+    if "api_key" in options:
+        raise UserError("--set api_key: a key on the command line is visible to every user (`ps`); put it in an "
+                        "environment variable and pass --api-key-env VAR")
     env.update(decode_env)
     if max_pixels:
         env["MAX_PIXELS"] = str(max_pixels)
     if s.gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(swift_cli.parse_gpus(s.gpus))
-    return [*swift_cli.swift_command(), "deploy", *swift_cli.options_to_argv(options)], env
+    return [sys.executable, "-m", "plates.deploy_launcher", "deploy", *swift_cli.options_to_argv(options)], env
+
+
+def bind_address(argv: list[str]) -> tuple[str, int]:
+    """The host and port a `swift deploy` command line binds (after every ``--set``)."""
+    pairs = dict(zip(argv, argv[1:]))
+    return pairs.get("--host", DEFAULT_HOST), int(pairs.get("--port", DEFAULT_PORT))
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, port: int, *, has_key: bool, insecure_no_key: bool, probe: bool = True) -> None:
+    """Refuse a bind beyond loopback without an API key (anyone who can reach the port would use the model, and
+    ms-swift fetches image URLs for its callers), and, with ``probe``, a port that is already taken: ms-swift would
+    move to the next free one and clients would not find the server."""
+    if not is_loopback(host) and not has_key and not insecure_no_key:
+        raise UserError(f"--host {host}: serving beyond this machine without an API key; pass --api-key-env VAR "
+                        "(clients send its value as the bearer token), or --insecure-no-key to serve anyway")
+    if not probe:
+        return
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"--port {port}: {host}:{port} is already in use (another server?); stop it or "
+                                "choose another --port") from None
+            raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+        except socket.gaierror as exc:
+            raise UserError(f"--host {host}: unknown address ({exc.strerror})") from None
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     InferenceSettings.add_arguments(parser, command="deploy", include=("source",), source_required=False)
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; "
-                                                              "0.0.0.0 for every interface)")
+                                                              "0.0.0.0 for every interface, which needs --api-key-env)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
     parser.add_argument("--name", default=DEFAULT_NAME, help=f"model name clients send (default {DEFAULT_NAME})")
     InferenceSettings.add_arguments(parser, command="deploy", max_new_tokens=DEFAULT_MAX_NEW_TOKENS, unit="requests",
                                     include=("decoding", "backend", "max_pixels", "max_new_tokens", "batch_size",
                                              "template", "gpus", "overrides"))
-    parser.add_argument("--api-key-env", metavar="VAR", help="require this environment variable's value as API key")
+    parser.add_argument("--api-key-env", metavar="VAR",
+                        help="require this environment variable's value as API key (it reaches ms-swift through "
+                             "the environment, never a command line or log); needed to serve beyond loopback")
+    parser.add_argument("--insecure-no-key", action="store_true",
+                        help="allow a --host beyond loopback without --api-key-env (anyone who can reach the port "
+                             "can use the model)")
     parser.add_argument("--print-prompt", action="store_true", help="print the prompt clients send, and exit")
     parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
 
@@ -120,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
 
     examples:
       plates serve --adapters output/v0-…/checkpoint-300 --port 8000
-      plates serve --model output/v0-…/checkpoint-300-merged --backend vllm --host 0.0.0.0
+      MY_KEY=… plates serve --model output/v0-…/checkpoint-300-merged --backend vllm --host 0.0.0.0 --api-key-env MY_KEY
     """
     if args.print_prompt:
         print(prompt())
@@ -130,11 +183,15 @@ def _run(args: argparse.Namespace) -> int:
                                     served_model_name=args.name, api_key_env=args.api_key_env, notes=notes)
     for note in notes:
         print(f"plates serve: note: {note}", file=sys.stderr)
+    host, port = bind_address(argv)
+    check_bind(host, port, has_key=bool(args.api_key_env), insecure_no_key=args.insecure_no_key,
+               probe=not args.dry_run)
     if args.dry_run:
         print(swift_cli.format_command(swift_cli.redact_argv(argv), swift_cli.redact_env(env)))
         return 0
-    print(f"plates serve: OpenAI-compatible endpoint at http://{args.host}:{args.port}/v1, model {args.name!r} "
-          "(Ctrl-C stops it)", file=sys.stderr)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"plates serve: OpenAI-compatible endpoint at http://{shown}:{port}/v1, model {args.name!r}"
+          + (", API key required" if args.api_key_env else "") + " (Ctrl-C stops it)", file=sys.stderr)
     return swift_cli.run_streaming(argv, env)
 
 

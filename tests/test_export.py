@@ -126,3 +126,27 @@ def test_merged_tiny_checkpoint_answers_exactly_like_the_adapter(tiny_model_dir,
     assert settings["max_pixels"] == 50176 and settings["template"] == "qwen2_5_vl"
     processor = json.loads((merged / "processor_config.json").read_text())
     assert processor["image_processor"]["size"]["longest_edge"] == 50176
+
+
+def test_unanswerable_verify_images_are_refused_before_the_merge(tmp_path, capsys):
+    """A missing verification image used to be found after `swift export` had written the target, and the re-run
+    was then refused because the target existed; now nothing runs and nothing is written."""
+    from plates.synth import make_dump
+    from plates.parse import iter_files
+
+    dump = tmp_path / "dump"
+    make_dump(dump, 2, seed=1)
+    present = [str(dump / rel) for rel in iter_files(dump)[:2]]
+    val = tmp_path / "val.jsonl"
+    rows = [{"messages": [], "images": [path]} for path in (*present, str(tmp_path / "gone.jpg"))]
+    val.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ckpt = _checkpoint(tmp_path / "run")
+    target = tmp_path / "run" / "checkpoint-7-merged"
+    for extra in (["--dry-run"], []):
+        assert main(["export", "--adapters", str(ckpt), "--verify", "3", "--verify-dataset", str(val), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "1 of the 3 verification images cannot be answered" in err[0]
+        assert f"{tmp_path / 'gone.jpg'}: cannot open" in err[0]
+        assert not target.exists() and not list((tmp_path / "run").glob("*.swift-export.log"))
+    assert main(["export", "--adapters", str(ckpt), "--verify", "2", "--verify-dataset", str(val),
+                 "--dry-run"]) == 0

@@ -17,6 +17,7 @@ import pytest
 
 from plates.cli import main
 from plates.errors import UserError
+from plates.deploy_launcher import KEY_ENV
 from plates.serve import build_serve_command, image_message, prompt
 from helpers import argv_pairs
 
@@ -39,8 +40,8 @@ def test_deploy_command_carries_the_generation_settings(tiny_model_dir, tmp_path
     free, _ = build_serve_command(adapters=None, model=str(tiny_model_dir), decoding="free")
     assert "--external_plugins" not in free
     monkeypatch.setenv("MY_KEY", "s3cret")
-    argv, _ = build_serve_command(adapters=None, model="m", api_key_env="MY_KEY")
-    assert argv_pairs(argv)["api_key"] == ["s3cret"]
+    argv, env = build_serve_command(adapters=None, model="m", api_key_env="MY_KEY")
+    assert env[KEY_ENV] == "s3cret" and not any("s3cret" in word for word in argv) and "api_key" not in argv_pairs(argv)
     with pytest.raises(UserError, match="not set"):
         build_serve_command(adapters=None, model="m", api_key_env="NOT_SET_ANYWHERE_13")
     with pytest.raises(UserError, match="--adapters"):

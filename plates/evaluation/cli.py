@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 from plates.errors import UserError
-from plates.evaluation.common import FIELD_SLUGS
+from plates.evaluation.common import FIELD_SLUGS, strict_json, write_report_json
 from plates.evaluation.compare import compare_reports, decoding_warning, format_compare
 from plates.evaluation import extras as eval_extras
 from plates.evaluation.plots import write_plots
 from plates.evaluation.render import format_markdown, format_report
 from plates.evaluation.report import evaluate_file, load_report, write_report
-from plates.evaluation.stats import DEFAULT_REPLICATES, DEFAULT_SEED
+from plates.evaluation.stats import DEFAULT_REPLICATES, DEFAULT_SEED, MAX_REPLICATES, MIN_REPLICATES
 from plates.io import atomic_write, check_input_file, check_output_dir, guard_outputs, same_file, write_json
 from plates.labels import FIELDS, PLATE_NUMBER
 from plates.outputs import input_path, output_dir, output_file
@@ -59,14 +59,17 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
 def _add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_REPLICATES, metavar="N",
                         help=f"bootstrap replicates for the 95%% intervals, resampling whole vehicles (default "
-                             f"{DEFAULT_REPLICATES}; 0 turns intervals off)")
+                             f"{DEFAULT_REPLICATES}; 0 turns intervals off, else {MIN_REPLICATES} to "
+                             f"{MAX_REPLICATES:,})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"seed of the bootstrap (default {DEFAULT_SEED}; same seed, same intervals)")
 
 
 def _check_bootstrap(args: argparse.Namespace) -> None:
-    if args.bootstrap < 0:
-        raise UserError("--bootstrap must be >= 0 (0 turns intervals off)")
+    if args.bootstrap != 0 and not MIN_REPLICATES <= args.bootstrap <= MAX_REPLICATES:
+        raise UserError(f"--bootstrap {args.bootstrap}: use 0 (no intervals) or {MIN_REPLICATES} to "
+                        f"{MAX_REPLICATES:,} replicates (fewer cannot place a 95% interval; more only cost time "
+                        "and memory)")
 
 
 PLOT_NAMES = ("accuracy.png", "legend.txt", "risk_coverage.png",
@@ -137,7 +140,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.details:
         from plates.io import write_jsonl
 
-        write_jsonl(args.details, details)
+        write_jsonl(args.details, (strict_json(row) for row in details))
     if args.plots:
         paths = write_plots(report, args.plots) + extras.plots(report, args.plots)
         print(f"wrote {len(paths)} charts to {args.plots}")
@@ -187,7 +190,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         with atomic_write(args.markdown) as handle:
             handle.write(format_compare(before, after, names, markdown=True, comparison=comparison))
     if args.json_path:
-        write_json(args.json_path, comparison)
+        write_report_json(args.json_path, comparison)
     return 0
 
 

@@ -30,7 +30,14 @@ class Parsed:
 
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n?(.*?)```", re.S)
 _OPEN_FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\r?\n?")
-_scan_json = json.JSONDecoder().scan_once
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# NaN, Infinity and -Infinity are Python's extension, not JSON (RFC 8259): a response using them is not strict JSON
+_scan_json = json.JSONDecoder(parse_constant=_no_constant).scan_once
 
 
 def _json_loads(text: str) -> Any:
@@ -38,9 +45,9 @@ def _json_loads(text: str) -> Any:
     try:
         value, end = _scan_json(text, 0)
     except StopIteration:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     if end != len(text) and text[end:].strip(" \t\n\r"):
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     return value
 
 

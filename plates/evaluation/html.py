@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from plates.evaluation.common import FIELD_SLUGS, MISSING
+from plates.evaluation.common import FIELD_SLUGS, MISSING, clip_value
 from plates.labels import FIELDS, PLATE_NUMBER
 
 DEFAULT_GALLERY = 24
@@ -171,6 +171,7 @@ def _rows(outcome: Any) -> list[tuple[str, str, str]]:
     """(field, reference, prediction) of every scored field, in answer order (plate numbers with their plate)."""
     order = {f: i for i, f in enumerate(FIELDS)}
     rows = list(outcome.pairs) + [(PLATE_NUMBER, r, p) for r, p in outcome.numbers]
+    rows = [(f, clip_value(r), clip_value(p)) for f, r, p in rows]
     return sorted(rows, key=lambda row: order.get(row[0], len(order)))
 
 

@@ -51,7 +51,9 @@ class Metric:
             if not isinstance(node, dict) or key not in node:
                 return None
             node = node[key]
-        return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+        if not isinstance(node, (int, float)) or isinstance(node, bool):
+            return None
+        return node if node - node == 0 else None  # NaN/Infinity (a hand-edited or foreign report): undefined
 
     def ci(self, report: dict[str, Any]) -> list[float] | None:
         """The metric's 95% interval recorded in a report, or None."""

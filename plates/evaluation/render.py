@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, Iterable
 
+from plates.evaluation.common import clip_value
 from plates.evaluation.metrics import METRICS, Metric, summary_metrics
 from plates.labels import FIELDS, PLATE_NUMBER
 
@@ -145,24 +146,31 @@ def _slice_rows(groups: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _md_table(rows: list[list[str]]) -> str:
-    def esc(cell: str) -> str:
-        return cell.replace("|", "\\|").replace("\n", " ")
+def md_escape(text: str) -> str:
+    """``text`` (a label, an answer, an image path: anything a model or a dump wrote) as inert Markdown on one
+    line: HTML as entities (Markdown renders raw HTML, so ``<script>`` or ``<img onerror>`` would run where the
+    report is viewed), no link or image (``](``), no code span, no table cell break."""
+    text = (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\\", "\\\\")
+            .replace("`", "\\`").replace("](", "]\\(").replace("|", "\\|"))
+    return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
-    lines = ["| " + " | ".join(esc(c) for c in rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows[1:]]
+
+def _md_table(rows: list[list[str]]) -> str:
+    """A Markdown table; every cell goes through :func:`md_escape`."""
+    lines = ["| " + " | ".join(md_escape(c) for c in rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows[1:]]
     return "\n".join(lines)
 
 
 def format_markdown(report: dict[str, Any]) -> str:
     """A self-contained Markdown report."""
-    out = [f"# plates eval: {report.get('source', '')}", ""]
+    out = [f"# plates eval: {md_escape(str(report.get('source', '')))}", ""]
     out.append(f"{report['n']} answers scored; {report.get('skipped_lines', 0)} malformed lines skipped."
                + (f" {report['duplicates']} duplicate samples (lines repeating an earlier image, prompt and "
                   "reference) scored once." if report.get("duplicates") else "")
                + (f" {report['records_without_prediction']} records had no prediction."
                   if report.get("records_without_prediction") else "")
-               + (f" Decoding: {report['decoding']}." if report.get("decoding") else ""))
+               + (f" Decoding: {md_escape(str(report['decoding']))}." if report.get("decoding") else ""))
     boot = report.get("bootstrap")
     if boot and report.get("ci95"):
         out.append(f"95% intervals: {boot['replicates']} bootstrap replicates resampling whole vehicles "
@@ -190,13 +198,12 @@ def format_markdown(report: dict[str, Any]) -> str:
                                              str(plates["missing"]), str(plates["extra"]),
                                              pct(plates["count_accuracy"])]])]
     for f, groups in report.get("by", {}).items():
-        out += ["", f"## By {f}", "", _md_table(_slice_rows(groups))]
+        out += ["", f"## By {md_escape(f)}", "", _md_table(_slice_rows(groups))]
     for kind, examples in report.get("examples", {}).items():
         if examples:
             rows = [["line", "image", "detail", "response"]]
-            rows += [[str(e["line"]), e["image"], e["detail"], "`" + e["response"].replace("`", "'") + "`"]
-                     for e in examples]
+            rows += [[str(e["line"]), str(e["image"]), e["detail"], e["response"]] for e in examples]
             out += ["", f"## Examples: {kind.replace('_', ' ')}", "", _md_table(rows)]
     if report.get("skipped"):
-        out += ["", "## Skipped lines", ""] + [f"- {s}" for s in report["skipped"]]
+        out += ["", "## Skipped lines", ""] + [f"- {md_escape(clip_value(s, 1000))}" for s in report["skipped"]]
     return "\n".join(out) + "\n"

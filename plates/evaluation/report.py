@@ -133,16 +133,17 @@ def _labels_version() -> Any:
 def write_report(path: str | Path, report: dict[str, Any]) -> None:
     """``plates.io.write_json`` for a report whose ``samples`` stream from their temporary files: the same
     JSON text, without building a million-answer list of ids and numbers in memory."""
+    from plates.evaluation.common import strict_json, write_report_json
     from plates.evaluation.samples import SampleColumns
-    from plates.io import atomic_write, write_json
+    from plates.io import atomic_write
 
     samples = report.get("samples")
     if not isinstance(samples, SampleColumns):
-        write_json(path, report)
+        write_report_json(path, report)
         return
     marker = "\0plates-samples\0"
-    text = json.dumps({k: (marker if k == "samples" else v) for k, v in report.items()}, ensure_ascii=False,
-                      indent=2)
+    text = json.dumps(strict_json({k: (marker if k == "samples" else v) for k, v in report.items()}),
+                      ensure_ascii=False, indent=2, allow_nan=False)
     head, tail = text.split(json.dumps(marker), 1)
     with atomic_write(path) as handle:
         handle.write(head)

@@ -13,6 +13,10 @@ from typing import Iterator
 import numpy as np
 
 DEFAULT_REPLICATES = 1000
+# Fewer than 100 replicates cannot place a 2.5th/97.5th percentile (one replicate gave an "interval" of a single
+# resample that missed the estimate); beyond 100,000 the intervals no longer move, only time and memory grow.
+MIN_REPLICATES = 100
+MAX_REPLICATES = 100_000
 DEFAULT_SEED = 0
 LEVEL = 0.95
 _CELLS_PER_CHUNK = 4_000_000
@@ -61,6 +65,22 @@ def _percentiles(replicates: np.ndarray) -> list[list[float] | None]:
     return out
 
 
+def _estimates(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Per column: the metric on the whole sample, ``sum(num) / sum(den)`` (NaN without support)."""
+    return _ratios(num.sum(axis=0)[None, :], den.sum(axis=0)[None, :])[0]
+
+
+def _containing(intervals: list[list[float] | None], estimates: np.ndarray) -> list[list[float] | None]:
+    """Widen each interval to hold its own estimate: a percentile interval of a skewed statistic (a rate near 0
+    or 1 on few vehicles) can otherwise sit beside the figure it qualifies."""
+    out: list[list[float] | None] = []
+    for ci, estimate in zip(intervals, estimates):
+        if ci is not None and np.isfinite(estimate):
+            ci = [min(ci[0], float(estimate)), max(ci[1], float(estimate))]
+        out.append(ci)
+    return out
+
+
 def bootstrap_intervals(num: np.ndarray, den: np.ndarray, clusters: list[str], replicates: int = DEFAULT_REPLICATES,
                         seed: int = DEFAULT_SEED) -> list[list[float] | None]:
     """95% percentile intervals of ``sum(num) / sum(den)`` for every column (metric), resampling clusters with
@@ -74,7 +94,7 @@ def cluster_intervals(num_c: np.ndarray, den_c: np.ndarray, replicates: int = DE
     what `plates eval` passes, so that no answers x metrics table is held."""
     rng = np.random.default_rng(seed)
     parts = [_ratios(w @ num_c, w @ den_c) for w in _weights(len(num_c), replicates, rng)]
-    out = _percentiles(np.vstack(parts))
+    out = _containing(_percentiles(np.vstack(parts)), _estimates(num_c, den_c))
     return [None if den_c[:, k].sum() <= 0 else ci for k, ci in enumerate(out)]
 
 
@@ -86,7 +106,7 @@ def paired_delta(num_a: np.ndarray, den_a: np.ndarray, num_b: np.ndarray, den_b:
     rng = np.random.default_rng(seed)
     parts = [_ratios(w @ sums[2], w @ sums[3]) - _ratios(w @ sums[0], w @ sums[1])
              for w in _weights(len(sums[0]), replicates, rng)]
-    return _percentiles(np.vstack(parts))
+    return _containing(_percentiles(np.vstack(parts)), _estimates(num_b, den_b) - _estimates(num_a, den_a))
 
 
 def unpaired_delta(a: tuple[np.ndarray, np.ndarray, list[str]], b: tuple[np.ndarray, np.ndarray, list[str]],
@@ -108,7 +128,8 @@ def unpaired_delta(a: tuple[np.ndarray, np.ndarray, list[str]], b: tuple[np.ndar
             continue
         tail = min((finite <= 0).mean(), (finite >= 0).mean())
         p_values.append(float(min(1.0, 2 * tail)))
-    return _percentiles(deltas), p_values
+    estimates = _estimates(b[0], b[1]) - _estimates(a[0], a[1])
+    return _containing(_percentiles(deltas), estimates), p_values
 
 
 def sign_test(num_a: np.ndarray, den_a: np.ndarray, num_b: np.ndarray, den_b: np.ndarray) -> float:

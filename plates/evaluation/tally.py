@@ -6,7 +6,7 @@ import json
 from collections import Counter, _count_elements
 from typing import Any
 
-from plates.evaluation.common import EXAMPLES_KEPT, INCONSISTENCY_CODES
+from plates.evaluation.common import EXAMPLES_KEPT, INCONSISTENCY_CODES, clip_value
 from plates.evaluation.extract import JSON, PARSE_METHODS, UNPARSEABLE
 from plates.evaluation.items import Item
 from plates.evaluation.metrics import METRICS
@@ -109,13 +109,14 @@ class Tally:
     def _example(self, kind: str, item: Item | None, detail: str) -> None:
         kept = self.examples[kind]
         if item is not None and len(kept) < EXAMPLES_KEPT:
-            kept.append({"line": item.line, "image": item.image, "detail": detail, "response": _clip(item.response)})
+            kept.append({"line": item.line, "image": item.image, "detail": clip_value(detail, 1000),
+                         "response": _clip(item.response)})
 
     def confusions(self) -> dict[str, Counter]:
-        """Per enumerated field: Counter of (reference, prediction)."""
+        """Per enumerated field: Counter of (reference, prediction), long values clipped (:func:`clip_value`)."""
         out: dict[str, Counter] = {f: Counter() for f in FIELDS if f != PLATE_NUMBER}
         for (f, r, p), c in self.pairs.items():
-            out[f][r, p] += c
+            out[f][clip_value(r), clip_value(p)] += c
         return out
 
     def field_stats(self, field: str, top: int = 10, confusion: Counter | None = None) -> dict[str, Any]:
