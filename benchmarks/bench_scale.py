@@ -13,8 +13,8 @@ resident memory (GNU time's %M: the stage's own ``ru_maxrss``), in total and per
          with its 1,000-replicate bootstrap intervals and per-answer samples)
 
 A stage's peak memory at the largest N over its peak at the smallest is the figure the targets speak of (build
-and eval: ≤ 1.5x from 51k to 205k records, ≤ 500 MB at 205k). ``--predict`` adds predict throughput through
-``benchmarks/bench_predict.py``'s ``throughput(images, chunk_sizes)`` when that module provides it.
+and eval: ≤ 1.5x from 51k to 205k records, ≤ 500 MB at 205k). ``--predict`` adds predict's throughput beside one `swift infer`
+call (``benchmarks/bench_predict.py``'s ``compare``).
 
 usage: python benchmarks/bench_scale.py [--sizes N ...] [--dir D] [--old-tree DIR] [--stages parse,build,eval]
 """
@@ -136,17 +136,13 @@ def bench_size(n: int, work: Path, stages: list[str], old_tree: Path | None,
     return rows
 
 
-def predict_hook(work: Path) -> None:
-    """Predict throughput from benchmarks/bench_predict.py, when it offers ``throughput(images, chunk_sizes)``."""
+def predict_hook(images: int = 32) -> None:
+    """Predict throughput beside one `swift infer` call, from benchmarks/bench_predict.py (tiny model, drawn
+    images, the model load included in each)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from bench_predict import throughput  # type: ignore[import-not-found]
-    except ImportError:
-        print("predict: benchmarks/bench_predict.py has no throughput(images, chunk_sizes); skipped")
-        return
-    images = sorted((work / "dump-sources").glob("*.jpg"))
-    for chunk, per_second in throughput(images, (16, 256)).items():
-        print(f"predict: chunk size {chunk}: {per_second:.1f} images/s")
+    from bench_predict import compare, format_table  # type: ignore[import-not-found]
+
+    print(format_table(compare(images, (16, 256))))
 
 
 def main() -> int:
@@ -169,7 +165,7 @@ def main() -> int:
             work.mkdir(parents=True)
             rows += bench_size(n, work, stages, args.old_tree, args.old_max)
             if args.predict and n == args.sizes[0]:
-                predict_hook(work)
+                predict_hook()
             if not args.dir:
                 shutil.rmtree(work, ignore_errors=True)
     finally:

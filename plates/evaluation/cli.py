@@ -15,7 +15,7 @@ from plates.evaluation.plots import write_plots
 from plates.evaluation.render import format_markdown, format_report
 from plates.evaluation.report import evaluate_file, load_report, write_report
 from plates.evaluation.stats import DEFAULT_REPLICATES, DEFAULT_SEED, MAX_REPLICATES, MIN_REPLICATES
-from plates.io import atomic_write, check_input_file, check_output_dir, guard_outputs, same_file, write_json
+from plates.io import atomic_write, check_input_file, check_output_dir, guard_outputs, same_file
 from plates.labels import FIELDS, PLATE_NUMBER
 from plates.outputs import input_path, output_dir, output_file
 
