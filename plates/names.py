@@ -33,7 +33,11 @@ CCPD_ALPHABETS = tuple("ABCDEFGHJKLMNPQRSTUVWXYZO")
 CCPD_ADS = tuple("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789O")
 
 _MARKER = re.compile(r"(车辆属性|车牌属性)[ \t]*(\d*)[ \t]*[:：]?")
-_CCPD = re.compile(r"^\d+-\d+_\d+-\d+&\d+_\d+&\d+-\d+&\d+(?:_\d+&\d+){3}-(\d+(?:_\d+){6,7})-\d+-\d+$")
+# area-tilt(horizontal_vertical)-box(x1&y1_x2&y2)-vertices-indices-brightness-blur; any number of vertices is
+# read (not exactly 4 is a warning on the record, not a reject)
+_CCPD = re.compile(r"^(\d+)-(\d+)_(\d+)-(\d+)&(\d+)_(\d+)&(\d+)-(\d+&\d+(?:_\d+&\d+)*)-(\d+(?:_\d+){6,7})-(\d+)-(\d+)$")
+GEOMETRY_KEY = "plate_geometry"
+CCPD_KEY = "ccpd"
 _NO_PLATE = frozenset({"", "无", "无车牌", "none", "无牌"})
 _NO_PLATE_LENGTH = max(map(len, _NO_PLATE))
 _VEHICLE_HINT = "品牌-朝向-类型-颜色"
@@ -41,11 +45,13 @@ _PLATE_HINT = "国家-省份-号码-颜色-层数-用途"
 
 
 class ParsedName(NamedTuple):
-    """Canonical labels, the name's id fields and 'code: detail' warnings."""
+    """Canonical labels, the name's id fields and 'code: detail' warnings; ``extra``: further record keys the
+    name carries (CCPD's plate geometry and capture figures, see :func:`parse_ccpd_filename`), None for none."""
 
     labels: dict[str, Any]
     ids: list[str]
     warnings: list[str]
+    extra: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------------- file names
@@ -128,7 +134,7 @@ def _parse_seed_base(base: str) -> ParsedName | Rejected:
     else:
         plate_list = [plate.copy() for plate in plates]
     # ParsedName(labels, ids, warnings) without the Python-level __new__ a NamedTuple call goes through
-    return _tuple_new(ParsedName, ({VEHICLE_GROUP: vehicle.copy(), PLATE_GROUP: plate_list}, ids, [*warnings]))
+    return _tuple_new(ParsedName, ({VEHICLE_GROUP: vehicle.copy(), PLATE_GROUP: plate_list}, ids, [*warnings], None))
 
 
 def _labels_and_ids(stem: str) -> tuple[tuple | Rejected, str]:
@@ -330,12 +336,15 @@ def _plate_segment(index: str, text: str) -> tuple[dict[str, str], list[str]] | 
 
 def parse_ccpd_filename(name: str) -> ParsedName | Rejected:
     """Parse a CCPD name: the fifth '-' field holds 7 (blue) or 8 (green new-energy) character indices.
-    Vehicle fields are unknown; the area/tilt/box/brightness/blur fields are not labels and are dropped."""
+    Vehicle fields are unknown. The plate's box and vertices (original-image pixels, exactly as in the name)
+    go to ``extra[GEOMETRY_KEY]`` (one entry per plate), area, tilt, brightness and blur to ``extra[CCPD_KEY]``
+    (see :mod:`plates.records`); a box with x2 <= x1 or y2 <= y1, or not 4 vertices, is a ``plate_geometry``
+    warning."""
     stem = strip_extension(os.path.basename(name))
     match = _CCPD.match(stem)
     if not match:
         return Rejected("not a CCPD name (area-tilt-box-vertices-indices-brightness-blur)")
-    indices = [int(i) for i in match.group(1).split("_")]
+    indices = [int(i) for i in match.group(9).split("_")]
     tables = [CCPD_PROVINCES, CCPD_ALPHABETS] + [CCPD_ADS] * (len(indices) - 2)
     chars = []
     for position, (value, table) in enumerate(zip(indices, tables)):
@@ -349,7 +358,33 @@ def parse_ccpd_filename(name: str) -> ParsedName | Rejected:
              "车牌层数": "单层车牌", "车牌用途": "新能源车牌" if green else "燃油车车牌"}
     plate = {name: given.get(name, UNKNOWN) for name in PLATE_FIELDS}
     vehicle = dict.fromkeys(VEHICLE_FIELDS, UNKNOWN)
-    return ParsedName({VEHICLE_GROUP: vehicle, PLATE_GROUP: [plate]}, [], plate_warnings(plate))
+    area, tilt_h, tilt_v, x1, y1, x2, y2 = (int(match.group(i)) for i in range(1, 8))
+    box = [x1, y1, x2, y2]
+    vertices = [[int(v) for v in point.split("&")] for point in match.group(8).split("_")]
+    warnings = plate_warnings(plate)
+    if x2 <= x1 or y2 <= y1:
+        warnings.append(f"plate_geometry: box {box} is empty (needs x1 < x2 and y1 < y2)")
+    if len(vertices) != 4:
+        warnings.append(f"plate_geometry: {len(vertices)} vertices, expected 4")
+    extra = {GEOMETRY_KEY: [{"box": box, "vertices": vertices}],
+             CCPD_KEY: {"area": area, "tilt_horizontal": tilt_h, "tilt_vertical": tilt_v,
+                        "brightness": int(match.group(10)), "blur": int(match.group(11))}}
+    return ParsedName({VEHICLE_GROUP: vehicle, PLATE_GROUP: [plate]}, [], warnings, extra)
+
+
+def geometry_warnings(geometry: Any, width: int, height: int) -> list[str]:
+    """``plate_geometry`` warnings for boxes or vertices outside a ``width`` x ``height`` image (CCPD points
+    are pixel positions, so at most width - 1 and height - 1; the box's far corner may equal the size)."""
+    out = []
+    for index, entry in enumerate(geometry or ()):
+        if not entry:
+            continue
+        x1, y1, x2, y2 = entry["box"]
+        if min(x1, y1) < 0 or x2 > width or y2 > height:
+            out.append(f"plate_geometry: plate {index} box {entry['box']} lies outside the {width}x{height} image")
+        if any(not (0 <= x < width and 0 <= y < height) for x, y in entry.get("vertices", ())):
+            out.append(f"plate_geometry: plate {index} vertices lie outside the {width}x{height} image")
+    return out
 
 
 def clear_caches() -> None:

@@ -28,15 +28,16 @@ from plates.dump import (  # noqa: F401 - ImageInfo, file_kind: also imported fr
 from plates.io import atomic_write, guard_outputs, progress, write_json
 from plates.labels import PLATE_GROUP, VEHICLE_FIELDS, VEHICLE_GROUP
 from plates.names import (  # noqa: F401 - the name grammar's public names, also imported from here
-    CCPD_ADS, CCPD_ALPHABETS, CCPD_PROVINCES, FORMATS, PLATE_STAT_FIELDS, ParsedName, clear_caches, name_format,
-    parse_ccpd_filename, parse_filename, parse_seed_filename, plate_number, strip_extension,
+    CCPD_ADS, CCPD_ALPHABETS, CCPD_PROVINCES, FORMATS, GEOMETRY_KEY, PLATE_STAT_FIELDS, ParsedName, clear_caches,
+    geometry_warnings, name_format, parse_ccpd_filename, parse_filename, parse_seed_filename, plate_number,
+    strip_extension,
 )
 from plates.outputs import input_path, output_file
 
 # every warning code a record can carry ('code: detail'); `plates build --exclude-warning` checks against it
 WARNING_CODES = ("colour_usage", "image_truncated", "missing_field", "missing_vehicle", "name_encoding",
-                 "plate_index", "plate_length", "plate_pattern", "province_mismatch", "suffix_usage",
-                 "unknown_value")
+                 "plate_geometry", "plate_index", "plate_length", "plate_pattern", "province_mismatch",
+                 "suffix_usage", "unknown_value")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 CHUNK_FILES = 1000
 
@@ -62,9 +63,14 @@ def parse_file(root: str, rel: str, fmt: str = "auto") -> dict[str, Any] | Rejec
     info = read_image_info(root + "/" + rel)
     if isinstance(info, Rejected):
         return info
-    return {"image": rel, "root": root, "format": chosen, "width": info.width, "height": info.height,
-            "channels": info.channels, "labels": parsed.labels, "ids": parsed.ids,
-            "warnings": parsed.warnings + list(info.warnings)}
+    record = {"image": rel, "root": root, "format": chosen, "width": info.width, "height": info.height,
+              "channels": info.channels, "labels": parsed.labels, "ids": parsed.ids,
+              "warnings": parsed.warnings + list(info.warnings)}
+    if parsed.extra:  # CCPD's geometry and capture figures; seed records have none and stay as they were
+        warnings = record.pop("warnings")
+        record.update(parsed.extra)
+        record["warnings"] = warnings + geometry_warnings(parsed.extra.get(GEOMETRY_KEY), info.width, info.height)
+    return record
 
 
 @dataclass

@@ -8,7 +8,16 @@ One JSON object per image::
      "width": 602, "height": 612, "channels": 3,
      "labels": {"车辆属性": {4 fields}, "车牌属性": [{6 fields}, …]},   # canonical values, 未知 = unknown
      "ids": ["00032804", "car10062", "00336842"],
+     "plate_geometry": [{"box": [x1, y1, x2, y2], "vertices": [[x, y] ×4]} | null, …],   # CCPD only
+     "ccpd": {"area": 25, "tilt_horizontal": 95, "tilt_vertical": 113, "brightness": 146, "blur": 21},
      "warnings": ["code: detail", …]}
+
+``plate_geometry`` and ``ccpd`` appear only where the file name carries them (CCPD names; seed records have
+neither). ``plate_geometry[i]`` belongs to ``labels.车牌属性[i]`` (null: that plate has none); points are
+original-image pixels exactly as the name writes them (CCPD's vertex order: bottom-right, bottom-left, top-left,
+top-right). An empty box, other than 4 vertices, or points outside the image are ``plate_geometry`` warnings, the
+values kept as written. ``ccpd`` holds the name's other figures as written: area (CCPD's plate-area ratio field),
+horizontal and vertical tilt in degrees, brightness, blur.
 
 Later stages find the image from the record alone (``resolve_image``), so no stage needs a root flag.
 """
@@ -22,6 +31,7 @@ from typing import Any, Iterator
 from plates.errors import UserError
 from plates.io import iter_jsonl
 from plates.labels import PLATE_GROUP, VEHICLE_GROUP
+from plates.names import GEOMETRY_KEY
 
 _TRACK_ID = re.compile(r"^car\d+$", re.IGNORECASE)
 
@@ -49,6 +59,19 @@ def vehicle_id(record: dict[str, Any]) -> str:
         if _TRACK_ID.match(str(value)):
             return str(value).lower()
     return str(record.get("image"))
+
+
+def plate_boxes(record: dict[str, Any]) -> list[list[int] | None] | None:
+    """Each labelled plate's box ``[x1, y1, x2, y2]`` (None for a plate without one), or None when the record
+    has no geometry at all."""
+    geometry = record.get(GEOMETRY_KEY)
+    if not isinstance(geometry, list):
+        return None
+    boxes = []
+    for i in range(len(record["labels"][PLATE_GROUP])):
+        entry = geometry[i] if i < len(geometry) else None
+        boxes.append(entry.get("box") if isinstance(entry, dict) else None)
+    return boxes
 
 
 def validate_record(record: Any) -> str | None:
