@@ -6,6 +6,7 @@ from plates.labels import PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, SLUGS, VEHICL
 
 MISSING = "(missing)"
 NO_PLATE = "无车牌"
+BOX_FIELD = "车牌位置"  # an answer plate's optional box [x1, y1, x2, y2], original-image pixels (grounding)
 
 INCONSISTENCY_CODES = ("province_mismatch", "colour_usage")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from plates.errors import UserError
 from plates.evaluation.confidence import DEFAULT_TARGET, ConfidenceObserver, format_confidence, plot_risk_coverage
+from plates.evaluation.grounding import GroundingObserver, format_grounding
 from plates.evaluation.html import DEFAULT_GALLERY, Gallery, write_html
 from plates.evaluation.slices import CcpdSlices, PathSlices, format_ccpd, parse_by
 from plates.outputs import output_file
@@ -49,11 +50,12 @@ class EvalExtras:
                 self.observers.append(PathSlices(index))
         self.ccpd = CcpdSlices()
         self.confidence = ConfidenceObserver(args.target_accuracy)
+        self.grounding = GroundingObserver(args.bootstrap, args.seed)
         self.gallery = Gallery(args.gallery) if args.html else None
-        self.observers += [self.ccpd, self.confidence] + ([self.gallery] if self.gallery else [])
+        self.observers += [self.ccpd, self.grounding, self.confidence] + ([self.gallery] if self.gallery else [])
 
     def print(self, report: dict[str, Any]) -> None:
-        for text in (format_ccpd(report), format_confidence(report)):
+        for text in (format_grounding(report), format_ccpd(report), format_confidence(report)):
             if text:
                 print("\n" + text)
         if not report.get("confidence") and self.args.target_accuracy != DEFAULT_TARGET:
@@ -62,7 +64,8 @@ class EvalExtras:
 
     @staticmethod
     def markdown(report: dict[str, Any]) -> str:
-        return "".join("\n" + text for text in (format_ccpd(report, markdown=True),
+        return "".join("\n" + text for text in (format_grounding(report, markdown=True),
+                                                format_ccpd(report, markdown=True),
                                                 format_confidence(report, markdown=True)) if text)
 
     @staticmethod

@@ -218,7 +218,7 @@ def _iter_rows(path: str | Path, skipped: list[str]) -> Iterator[tuple[int, Any]
 
 def _records_index(path: str | Path, scorer: Scorer) -> dict[str, tuple[str, Reference, str]]:
     """image path (as in the record, and absolute) -> (record image, reference, vehicle id)."""
-    from plates.records import iter_records, resolve_image, vehicle_id
+    from plates.records import iter_records, plate_boxes, resolve_image, vehicle_id
 
     index: dict[str, tuple[str, Reference, str]] = {}
     for record in iter_records(path):
@@ -226,6 +226,9 @@ def _records_index(path: str | Path, scorer: Scorer) -> dict[str, tuple[str, Ref
             reference = scorer.reference(record["labels"])
         except ValueError as exc:
             raise UserError(f"{path}: record {record['image']!r}: {exc}") from None
+        boxes = plate_boxes(record)
+        if boxes and any(box is not None for box in boxes):
+            reference.boxes = tuple(boxes)
         entry = (record["image"], reference, vehicle_id(record))
         index[os.path.normpath(record["image"])] = entry
         if record.get("root"):

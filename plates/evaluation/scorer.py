@@ -19,6 +19,7 @@ from plates.evaluation.align import align_plates
 from plates.evaluation.common import (
     INCONSISTENCY_CODES, MISSING, OTHER_PLATE_FIELDS as _OTHER_PLATE_FIELDS, TOP_KEYS as _TOP_KEYS,
 )
+from plates.evaluation.grounding import reference_boxes
 from plates.evaluation.plate_metrics import plate_type
 from plates.evaluation.extract import JSON, UNPARSEABLE, _json_loads, parse_response
 from plates.evaluation.schema_check import Violation, schema_violations, structural_checks
@@ -40,12 +41,15 @@ class Reference:
     """A reference answer normalised for scoring: canonical values, '未知' for unknown, plate numbers as keys.
     ``raw`` keeps the decoded reference when it is itself a schema-valid answer: a prediction equal to it is
     scored without normalising or aligning anything (the common case for a well-trained model). ``types`` holds
-    each plate's type (:func:`plates.evaluation.plate_metrics.plate_type`) for the per-type plate metrics."""
+    each plate's type (:func:`plates.evaluation.plate_metrics.plate_type`) for the per-type plate metrics.
+    ``boxes`` holds each plate's box as given (None for a plate without one), None when no plate has one (see
+    :mod:`plates.evaluation.grounding`)."""
 
     vehicle: dict[str, str]
     plates: list[dict[str, str]]
     raw: dict[str, Any] | None = None
     types: tuple[str, ...] = ()
+    boxes: tuple | None = None
 
     def __post_init__(self) -> None:
         if len(self.types) != len(self.plates):
@@ -284,6 +288,7 @@ class Scorer:
             return Reference(*canonical, raw=labels)
         vehicle_raw = labels.get(VEHICLE_GROUP) or {}
         plates_raw = labels.get(PLATE_GROUP)
+        boxes = reference_boxes(plates_raw)
         if not isinstance(vehicle_raw, dict):
             raise ValueError(f"reference '{VEHICLE_GROUP}' is not an object")
         if isinstance(plates_raw, dict):
@@ -293,7 +298,7 @@ class Scorer:
         elif not isinstance(plates_raw, list) or not all(isinstance(p, dict) for p in plates_raw):
             raise ValueError(f"reference '{PLATE_GROUP}' is not an object or a list of objects")
         return Reference(self.group(vehicle_raw, VEHICLE_FIELDS, UNKNOWN),
-                         [self.group(p, PLATE_FIELDS, UNKNOWN) for p in plates_raw])
+                         [self.group(p, PLATE_FIELDS, UNKNOWN) for p in plates_raw], boxes=boxes)
 
     def inconsistencies(self, plate: dict[str, str]) -> tuple[str, ...]:
         """Codes from :func:`plates.labels.plate_warnings` that say the answer contradicts itself: plate
