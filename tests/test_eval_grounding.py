@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 
 from plates.cli import main
+from plates.errors import UserError
 from plates.evaluation.grounding import answer_figures, iou, match_plates, parse_box
+from plates.evaluation.slices import NOT_CCPD, ccpd_bin, ccpd_by
 from plates.evaluation.scorer import Scorer
 
 PLATE = {"车牌国家": "中国", "车牌省份": "安徽省", "车牌号码": "皖AE981N", "车牌颜色": "蓝色", "车牌层数": "单层车牌",
          "车牌用途": "燃油车车牌"}
 VEHICLE = {"车辆品牌": "大众", "车辆类型": "小轿车", "车辆颜色": "白色", "车辆朝向": "正面"}
 # CCPD's indices of 皖AE981N; the box is the name's third field
-CCPD_NAME = "0359-5_21-{x1}&{y1}_{x2}&{y2}-200&150_100&150_100&100_200&100-0_0_4_33_32_25_12-{brightness}-4.jpg"
+CCPD_NAME = "0359-{tilt}-{x1}&{y1}_{x2}&{y2}-200&150_100&150_100&100_200&100-0_0_4_33_32_25_12-{brightness}-4.jpg"
 
 
 def plate(number="皖AE981N", box=None):
@@ -83,11 +85,13 @@ def test_plate_without_reference_box_is_not_scored():
 
 
 def _ccpd_dump(root):
-    """Six CCPD images, each plate box [100, 100, 200, 150] (area 5000), parsed into records."""
+    """Six CCPD images, each plate box [100, 100, 200, 150] (area 5000): three tilted at most 5 degrees, three
+    41 degrees."""
     folder = root / "ccpd_base"
     folder.mkdir(parents=True)
     image = cv2.imencode(".jpg", np.full((1160, 720, 3), 80, np.uint8))[1].tobytes()
-    names = [CCPD_NAME.format(x1=100, y1=100, x2=200, y2=150, brightness=b) for b in range(10, 16)]
+    names = [CCPD_NAME.format(x1=100, y1=100, x2=200, y2=150, brightness=b, tilt="5_3" if b < 13 else "12_41")
+             for b in range(10, 16)]
     for name in names:
         (folder / name).write_bytes(image)
     return [str(folder / name) for name in names]
@@ -121,9 +125,10 @@ def test_eval_cli_reports_exact_iou_figures(tmp_path, capsys):
     markdown = tmp_path / "report.md"
     capsys.readouterr()
     assert main(["eval", results, "--records", str(records), "--json", str(out), "--markdown", str(markdown),
-                 "--bootstrap", "200"]) == 0
+                 "--bootstrap", "200", "--by", "ccpd:tilt", "--by", "ccpd:brightness"]) == 0
     printed = capsys.readouterr().out
-    block = json.loads(out.read_text(encoding="utf-8"))["grounding"]
+    report = json.loads(out.read_text(encoding="utf-8"))
+    block = report["grounding"]
     assert block["answers"] == block["plates"] == block["end_to_end_plates"] == 6
     assert block["predicted_boxes"] == 5
     assert block["mean_iou"] == pytest.approx((1 + 1 / 3 + 1 + 0 + 0.8 + 0.6) / 6)
@@ -135,6 +140,15 @@ def test_eval_cli_reports_exact_iou_figures(tmp_path, capsys):
         assert low <= block[name] <= high and low < high, name
     assert "Plate location" in printed and "62.2" not in printed and "0.622" in printed
     assert "## Plate location (IoU)" in markdown.read_text(encoding="utf-8")
+    tilt = report["by"]["ccpd:tilt"]
+    assert list(tilt) == ["0–9", "≥40"] and tilt["0–9"]["n"] == tilt["≥40"]["n"] == 3
+    assert tilt["0–9"]["grounding"]["mean_iou"] == pytest.approx((1 + 1 / 3 + 1) / 3)
+    assert tilt["0–9"]["grounding"]["end_to_end_rate"] == pytest.approx(1 / 3)
+    assert tilt["≥40"]["grounding"]["mean_iou"] == pytest.approx((0 + 0.8 + 0.6) / 3)
+    assert tilt["≥40"]["grounding"]["iou70_rate"] == pytest.approx(1 / 3)
+    assert tilt["0–9"]["exact_match"] == pytest.approx(2 / 3), "a slice reports what the whole report does"
+    assert list(report["by"]["ccpd:brightness"]) == ["0–49"]
+    assert "plate location by ccpd:tilt" in printed
 
     # the same predictions against records without geometry: no grounding block, nothing printed about it
     plain = tmp_path / "plain.jsonl"
@@ -160,3 +174,15 @@ def test_eval_cli_labels_with_boxes_and_swapped_plates(tmp_path):
     assert block["plates"] == 4 and block["answers"] == 2 and "ci95" not in block
     assert block["mean_iou"] == pytest.approx((1 + 1 + 1 / 3 + 0) / 4)
     assert block["iou50_rate"] == 0.5 and block["iou70_rate"] == 0.5 and block["end_to_end_rate"] == 0.5
+
+
+def test_ccpd_bins_from_names():
+    name = "ccpd_tilt/0359-12_41-1&2_30&40-1&1_2&2_3&3_4&4-0_0_4_33_32_25_12-205-35.jpg"
+    assert ccpd_bin(name, "tilt") == (4, "≥40")
+    assert ccpd_bin(name.replace("12_41", "23_9"), "tilt") == (2, "20–29")
+    assert ccpd_bin(name, "brightness") == (4, "≥200") and ccpd_bin(name, "blur") == (2, "30–99")
+    assert ccpd_bin("/data/" + name, "subset") == (4, "ccpd_tilt")
+    assert ccpd_bin("cam/车辆属性:x.jpg", "tilt")[1] == NOT_CCPD
+    assert ccpd_by("ccpd:blur") == "blur" and ccpd_by("车牌颜色") is None
+    with pytest.raises(UserError, match="ccpd:tilt"):
+        ccpd_by("ccpd:angle")

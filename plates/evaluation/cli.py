@@ -45,7 +45,9 @@ def _configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", metavar="FIELD", action="append", default=[],
                         help="add per-slice accuracy by the reference value of FIELD (e.g. 车牌颜色 or "
                              "plate_colour), or by path:N, the N-th folder of the image path (0 = first, "
-                             "-1 = the image's folder: camera, date); repeatable. CCPD subset folders "
+                             "-1 = the image's folder: camera, date), or by ccpd:tilt, ccpd:brightness, ccpd:blur "
+                             "(bins of the figures a CCPD file name carries; with plate-location IoU when the "
+                             "references have boxes) or ccpd:subset; repeatable. CCPD subset folders "
                              "(ccpd_base …) are recognised without it")
     parser.add_argument("--details", metavar="PATH", help="write one JSON line per answer (parse method, "
                                                            "violations, wrong fields, the per-answer scores the GRPO "

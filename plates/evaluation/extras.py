@@ -14,7 +14,7 @@ from plates.errors import UserError
 from plates.evaluation.confidence import DEFAULT_TARGET, ConfidenceObserver, format_confidence, plot_risk_coverage
 from plates.evaluation.grounding import GroundingObserver, format_grounding
 from plates.evaluation.html import DEFAULT_GALLERY, Gallery, write_html
-from plates.evaluation.slices import CcpdSlices, PathSlices, format_ccpd, parse_by
+from plates.evaluation.slices import CcpdBins, CcpdSlices, PathSlices, ccpd_by, format_ccpd, parse_by
 from plates.outputs import output_file
 
 
@@ -44,7 +44,10 @@ class EvalExtras:
         self.observers: list[Any] = []
         for name in args.by:
             index = parse_by(name)
-            if index is None:
+            ccpd = ccpd_by(name)
+            if ccpd is not None:
+                self.observers.append(CcpdBins(ccpd))
+            elif index is None:
                 self.field_slices.append(name)
             else:
                 self.observers.append(PathSlices(index))

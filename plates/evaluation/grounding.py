@@ -148,8 +148,14 @@ class GroundingObserver:
         self._rows.append((cluster, num, den))
 
     def finish(self, report: dict[str, Any]) -> None:
+        block = self.block()
+        if block is not None:
+            report["grounding"] = block
+
+    def block(self) -> dict[str, Any] | None:
+        """The figures (with ``ci95`` when bootstrapping), None when no reference had a box."""
         if not self.answers:
-            return
+            return None
         block: dict[str, Any] = {"answers": self.answers, "plates": int(self.den[0]),
                                  "end_to_end_plates": int(self.den[3]), "predicted_boxes": self.predicted_boxes}
         for name, (_, k) in FIGURES.items():
@@ -164,7 +170,7 @@ class GroundingObserver:
                 den_c[cluster] += den
             intervals = cluster_intervals(num_c, den_c, self.bootstrap, self.seed)
             block["ci95"] = dict(zip(FIGURES, intervals))
-        report["grounding"] = block
+        return block
 
 
 def grounding_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -185,18 +191,43 @@ def grounding_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def slice_rows(groups: dict[str, Any]) -> list[list[str]]:
+    """Plate-location rows of one ``report["by"]`` slicing (slices whose references had boxes); none if none."""
+    from plates.evaluation.render import pct
+
+    rows = [["slice", "plates", "mean IoU", "IoU > 0.7", "end to end"]]
+    for key, summary in groups.items():
+        block = summary.get("grounding") if isinstance(summary, dict) else None
+        if isinstance(block, dict):
+            mean = block.get("mean_iou")
+            rows.append([key, str(block.get("plates")), "—" if mean is None else f"{mean:.3f}",
+                         pct(block.get("iou70_rate")), pct(block.get("end_to_end_rate"))])
+    return rows if len(rows) > 1 else []
+
+
+def _markdown_table(rows: list[list[str]]) -> str:
+    from plates.evaluation.render import md_escape
+
+    lines = ["| " + " | ".join(md_escape(cell) for cell in row) + " |" for row in rows]
+    lines.insert(1, "|---|" + "---:|" * (len(rows[0]) - 1))
+    return "\n".join(lines)
+
+
 def format_grounding(report: dict[str, Any], markdown: bool = False) -> str:
-    """The plate-location table (terminal or Markdown), '' when no reference had a box."""
+    """The plate-location table, and one per ``--by`` slicing whose slices carry it (terminal or Markdown);
+    '' when no reference had a box."""
     rows = grounding_rows(report)
     if not rows:
         return ""
+    from plates.evaluation.render import table
+
     block = report["grounding"]
     note = (f"{block['plates']} plates with a box in {block['answers']} answers, {block['predicted_boxes']} "
             f"predicted boxes; a missing or unparseable box ({BOX_FIELD}) counts as IoU 0")
+    sliced = [(name, slice_rows(groups)) for name, groups in (report.get("by") or {}).items()
+              if isinstance(groups, dict)]
     if markdown:
-        lines = ["| " + " | ".join(row) + " |" for row in rows]
-        lines.insert(1, "|---|---:|---:|")
-        return "## Plate location (IoU)\n\n" + "\n".join(lines) + f"\n\n{note}\n"
-    from plates.evaluation.render import table
-
-    return f"Plate location ({note}):\n" + table(rows, right=(1, 2))
+        out = "## Plate location (IoU)\n\n" + _markdown_table(rows) + f"\n\n{note}\n"
+        return out + "".join(f"\n### Plate location by {name}\n\n{_markdown_table(r)}\n" for name, r in sliced if r)
+    out = f"Plate location ({note}):\n" + table(rows, right=(1, 2))
+    return out + "".join(f"\n\nplate location by {name}:\n" + table(r, right=range(1, 5)) for name, r in sliced if r)

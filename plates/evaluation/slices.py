@@ -1,5 +1,6 @@
-"""Slices from where the image lives: ``--by path:N`` (a folder of the image path: camera, date, site) and the
-CCPD subsets, recognised from the path and printed in the layout of the CCPD paper next to its published figures.
+"""Slices from where the image lives: ``--by path:N`` (a folder of the image path: camera, date, site), ``--by
+ccpd:NAME`` (bins of the tilt, brightness and blur a CCPD file name carries, or its subset folder) and the CCPD
+subsets, recognised from the path and printed in the layout of the CCPD paper next to its published figures.
 
 Both are observers of the scoring loop (``add(item, outcome)`` per answer, ``finish(report)`` at the end): they
 keep one :class:`~plates.evaluation.tally.Tally` per slice, so a slice reports exactly what the whole report does.
@@ -15,6 +16,14 @@ from plates.labels import PLATE_NUMBER
 
 NO_FOLDER = "(none)"
 PATH_PREFIX = "path:"
+CCPD_PREFIX = "ccpd:"
+NOT_CCPD = "(not a CCPD name)"
+# --by ccpd:NAME -> (what is binned, lower edges of the bins); tilt is the larger of CCPD's horizontal and
+# vertical tilt in degrees; brightness and blur are CCPD's figures as the name writes them
+CCPD_BINS = {"tilt": ("tilt (larger of horizontal, vertical; degrees)", (0, 10, 20, 30, 40)),
+             "brightness": ("brightness", (0, 50, 100, 150, 200)),
+             "blur": ("blur", (0, 10, 30, 100)),
+             "subset": ("subset folder", ())}
 
 CCPD_SUBSETS = ("ccpd_base", "ccpd_db", "ccpd_fn", "ccpd_rotate", "ccpd_tilt", "ccpd_weather", "ccpd_challenge",
                 "ccpd_blur", "ccpd_np")
@@ -39,6 +48,36 @@ def parse_by(spec: str) -> int | None:
     except ValueError:
         raise UserError(f"--by {spec}: N must be an integer folder index (0 = first folder of the image path, "
                         "-1 = the folder holding the image)") from None
+
+
+def ccpd_by(spec: str) -> str | None:
+    """The CCPD figure of a ``--by ccpd:NAME`` argument, None for anything else."""
+    if not spec.startswith(CCPD_PREFIX):
+        return None
+    name = spec[len(CCPD_PREFIX):]
+    if name not in CCPD_BINS:
+        raise UserError(f"--by {spec}: unknown CCPD slice (choose from "
+                        f"{', '.join(CCPD_PREFIX + n for n in CCPD_BINS)})")
+    return name
+
+
+def ccpd_bin(image: str, name: str) -> tuple[int, str]:
+    """(sort key, label) of the ``--by ccpd:NAME`` bin an image falls in, read from its file name ('20–29' for
+    tilt 23, '≥40' past the last edge); images whose name is not CCPD's fall in :data:`NOT_CCPD`."""
+    if name == "subset":
+        subset = ccpd_subset(image)
+        return (CCPD_SUBSETS.index(subset), subset) if subset else (len(CCPD_SUBSETS), NOT_CCPD)
+    from plates.names import CCPD_KEY, parse_ccpd_filename
+
+    parsed = parse_ccpd_filename(image.replace("\\", "/").rpartition("/")[2])
+    edges = CCPD_BINS[name][1]
+    if not hasattr(parsed, "extra") or not parsed.extra:
+        return len(edges), NOT_CCPD
+    figures = parsed.extra[CCPD_KEY]
+    value = max(figures["tilt_horizontal"], figures["tilt_vertical"]) if name == "tilt" else figures[name]
+    index = sum(value >= edge for edge in edges) - 1
+    label = f"≥{edges[index]}" if index == len(edges) - 1 else f"{edges[index]}–{edges[index + 1] - 1}"
+    return index, label
 
 
 def folders(image: str) -> list[str]:
@@ -100,6 +139,39 @@ class PathSlices:
     def finish(self, report: dict[str, Any]) -> None:
         groups = sorted(self.tallies.items(), key=lambda kv: (-kv[1].n, kv[0]))
         report.setdefault("by", {})[self.name] = {key: _slice_summary(t) for key, t in groups}
+
+
+class CcpdBins:
+    """``--by ccpd:NAME``: a per-bin summary written to ``report["by"]["ccpd:NAME"]`` in bin order, each with the
+    bin's plate-location figures (``grounding``, see :mod:`plates.evaluation.grounding`) when its references
+    carry boxes."""
+
+    def __init__(self, name: str):
+        self.figure = name
+        self.name = f"{CCPD_PREFIX}{name}"
+        self.tallies: dict[tuple[int, str], Any] = {}
+        self.grounding: dict[tuple[int, str], Any] = {}
+
+    def add(self, item: Any, outcome: Any) -> None:
+        from plates.evaluation.grounding import GroundingObserver
+        from plates.evaluation.tally import Tally
+
+        key = ccpd_bin(item.image or "", self.figure)
+        tally = self.tallies.get(key)
+        if tally is None:
+            tally = self.tallies[key] = Tally()
+            self.grounding[key] = GroundingObserver()
+        tally.add(outcome)
+        self.grounding[key].add(item, outcome)
+
+    def finish(self, report: dict[str, Any]) -> None:
+        groups = {}
+        for key in sorted(self.tallies):
+            summary = groups[key[1]] = _slice_summary(self.tallies[key])
+            block = self.grounding[key].block()
+            if block is not None:
+                summary["grounding"] = block
+        report.setdefault("by", {})[self.name] = groups
 
 
 class CcpdSlices:
