@@ -6,6 +6,8 @@
 - :mod:`~plates.evaluation.align` and :mod:`~plates.evaluation.scorer`: the scoring hot loop (one place);
 - :mod:`~plates.evaluation.items`: reading results files into :class:`Item` s (the per-sample type);
 - :mod:`~plates.evaluation.tally`, :mod:`~plates.evaluation.plate_metrics`: totals and plate metrics;
+- :mod:`~plates.evaluation.grounding`: plate location by IoU (an observer, reported only when references have
+  boxes);
 - :mod:`~plates.evaluation.metrics`: the metric registry every view iterates;
 - :mod:`~plates.evaluation.samples`, :mod:`~plates.evaluation.stats`: per-answer records, bootstrap intervals,
   paired tests;
