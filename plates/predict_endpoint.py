@@ -30,7 +30,9 @@ DEFAULT_TIMEOUT = 300.0
 DEFAULT_RETRIES = 5
 # Local-engine options that an endpoint decides for itself: refused with --endpoint rather than ignored.
 LOCAL_ONLY = {"gpus": "--gpus", "batch_size": "--batch-size", "template": "--template",
-              "overrides": "--set", "logprobs": "--logprobs", "dry_run": "--dry-run"}
+              "overrides": "--set", "logprobs": "--logprobs", "model_parallel": "--model-parallel",
+              "nnodes": "--nnodes", "node_rank": "--node-rank", "master_addr": "--master-addr",
+              "master_port": "--master-port"}
 
 
 def add_arguments(parser: argparse.ArgumentParser, source: Any) -> None:
@@ -48,6 +50,32 @@ def add_arguments(parser: argparse.ArgumentParser, source: Any) -> None:
                        help=f"total seconds one request may take (default {DEFAULT_TIMEOUT:g})")
     group.add_argument("--api-key-env", metavar="NAME",
                        help="environment variable holding the servers' API key (never printed or written)")
+
+
+def shown_url(url: str) -> str:
+    """An endpoint as printed: without the user:password part a URL may carry."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _dry_run(args: argparse.Namespace, output: Path, rejects: Path, max_pixels: int) -> int:
+    """The plan of an endpoint run, checked as far as it can be without contacting a server."""
+    from plates import predict
+
+    candidates, rejected = predict.collect_inputs(args.inputs, exclude=(output, rejects))
+    key = f", API key from ${args.api_key_env}" if args.api_key_env else ""
+    print(f"plates predict: would answer {len(candidates)} images through {len(args.endpoint)} endpoint(s) "
+          f"({', '.join(map(shown_url, args.endpoint))}), round-robin, {args.concurrency} requests in flight, "
+          f"{args.timeout:g} s per request, {args.retries} retries, images shrunk to {max_pixels} pixels, answers "
+          f"up to {args.max_new_tokens} tokens{key}; appending to {output}; {len(rejected)} rejected. "
+          "No server was contacted.", file=sys.stderr)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
                    "--summary": (args.summary, "predict-summary") if args.summary else None}, command="predict")
     api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
     max_pixels = args.max_pixels or predict_max_pixels()
+    if args.dry_run:
+        return _dry_run(args, output, rejects, max_pixels)
     backend = OpenAIBackend(args.endpoint, "auto", api_key or "EMPTY", timeout=args.timeout, retries=args.retries,
                             max_pixels=max_pixels, max_tokens=args.max_new_tokens, temperature=0.0)
     served = backend.check_servers()

@@ -65,6 +65,23 @@ def test_unreachable_endpoint_and_local_options_are_one_line_errors(tmp_path, ca
     assert "--gpus: not used with --endpoint" in capsys.readouterr().err
 
 
+def test_dry_run_shows_the_plan_without_contacting_a_server(tmp_path, capsys):
+    drawn_images(tmp_path / "imgs", 3)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there: a dry run must not try
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", str(tmp_path / "imgs"), "-o", str(out), "--endpoint", f"http://127.0.0.1:{port}/v1",
+                 "--endpoint", "http://user:s3cret@10.0.0.9:8000/v1", "--concurrency", "8", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "would answer 3 images through 2 endpoint(s)" in err and "8 requests in flight" in err
+    assert f"http://127.0.0.1:{port}/v1" in err and "http://***@10.0.0.9:8000/v1" in err and "s3cret" not in err
+    assert not out.exists()
+    assert main(["predict", str(tmp_path / "imgs"), "-o", str(out), "--endpoint", f"http://127.0.0.1:{port}/v1",
+                 "--nnodes", "2", "--dry-run"]) == 2
+    assert "--nnodes: not used with --endpoint" in capsys.readouterr().err
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
