@@ -4,17 +4,14 @@ of test_teach.py, and two real `plates serve` processes on the tiny model)."""
 
 from __future__ import annotations
 
-import os
-import signal
+import contextlib
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from helpers import serving
 from plates.cli import main
 from test_teach import FakeOpenAI, read_lines
 
@@ -91,48 +88,25 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_real_plates_serve_processes_answer_every_image_once(tiny_model_dir, tmp_path, capsys):
     images = drawn_images(tmp_path / "imgs", 8)
-    servers = []
-    try:
+    with contextlib.ExitStack() as stack:
+        servers = []
         for index in range(2):
             port = _free_port()
-            log_path = tmp_path / f"serve{index}.log"
+            log_path, url = tmp_path / f"serve{index}.log", f"http://127.0.0.1:{port}/v1"
             argv = [sys.executable, "-m", "plates.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
                     "--decoding", "free", "--max-new-tokens", "8", "--max-pixels", str(112 * 112)]
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                           env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
-            servers.append((process, f"http://127.0.0.1:{port}/v1", log_path))
-        for process, url, log_path in servers:
-            deadline = time.monotonic() + 600
-            while True:
-                assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-                try:
-                    with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
-                time.sleep(1)
+            stack.enter_context(serving(argv, log_path, url, timeout=600, grace=60))
+            servers.append((url, log_path))
         out = tmp_path / "preds.jsonl"
         argv = ["predict", str(tmp_path / "imgs"), "-o", str(out), "--concurrency", "2", "--max-pixels",
                 str(112 * 112), "--timeout", "240"]
-        for _, url, _ in servers:
+        for url, _ in servers:
             argv += ["--endpoint", url]
         assert main(argv) == 0, capsys.readouterr().err
         lines = read_lines(out)
         assert sorted(line["image"] for line in lines) == images and len({line["key"] for line in lines}) == 8
         assert all(line["model"] == "plates" and isinstance(line["response"], str) for line in lines)
-        for _, _, log_path in servers:  # round-robin: both servers answered
+        for _, log_path in servers:  # round-robin: both servers answered
             assert "/v1/chat/completions" in log_path.read_text(errors="replace")
         assert main(argv) == 0
         assert "skipped       8" in capsys.readouterr().err and len(read_lines(out)) == 8
-    finally:
-        for process, _, _ in servers:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()

@@ -4,14 +4,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import signal
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
@@ -19,7 +14,7 @@ from plates.cli import main
 from plates.errors import UserError
 from plates.deploy_launcher import KEY_ENV
 from plates.serve import build_serve_command, image_message, prompt
-from helpers import argv_pairs
+from helpers import argv_pairs, serving
 
 
 def _free_port() -> int:
@@ -80,22 +75,8 @@ def test_serve_answers_an_openai_client_on_loopback(tiny_model_dir, tmp_path):
     log_path = tmp_path / "serve.log"
     argv = [sys.executable, "-m", "plates.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
             "--max-new-tokens", "1024", "--max-pixels", str(112 * 112)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
-            time.sleep(1)
+    with serving(argv, log_path, base_url):
         client = openai.OpenAI(base_url=base_url, api_key="EMPTY", timeout=240)
         assert [m.id for m in client.models.list().data] == ["plates"]
         reply = client.chat.completions.create(model="plates", temperature=0, messages=[image_message(image)])
@@ -104,11 +85,3 @@ def test_serve_answers_an_openai_client_on_loopback(tiny_model_dir, tmp_path):
         assert set(answer) == {"车辆属性", "车牌属性"}
         assert describe_answer(text)["schema_valid"], text
         assert reply.usage.prompt_tokens > 20, "the image's visual tokens reached the model"
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()

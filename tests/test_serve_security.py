@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from helpers import serving
 from plates.cli import main
 from plates.deploy_launcher import Secret
 
@@ -58,8 +56,6 @@ def test_busy_port_is_refused(capsys):
 
 
 def test_secret_never_shows_in_a_repr():
-    from swift.arguments import DeployArguments  # noqa: F401 - the class whose repr ms-swift logs
-
     secret = Secret(KEY)
     assert secret == KEY and KEY not in repr(secret) and KEY not in repr({"api_key": secret})
 
@@ -99,16 +95,8 @@ def test_served_key_is_in_no_command_line_and_no_output(tiny_model_dir, tmp_path
     argv = [sys.executable, "-m", "plates.cli", "serve", "--model", str(tiny_model_dir), "--port", str(port),
             "--max-new-tokens", "64", "--max-pixels", str(112 * 112), "--decoding", "free",
             "--api-key-env", "PLATES_TEST_SERVE_KEY"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "PLATES_TEST_SERVE_KEY": KEY})
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while _ready(base) is False:
-            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
-            time.sleep(1)
+    with serving(argv, log_path, f"{base}/v1", env={"PLATES_TEST_SERVE_KEY": KEY}) as process:
         pids = _descendants(process.pid)
         assert len(pids) >= 2, "plates and the deploy process"
         for pid in pids:
@@ -121,23 +109,8 @@ def test_served_key_is_in_no_command_line_and_no_output(tiny_model_dir, tmp_path
         assert _request(f"{base}/v1/chat/completions", None, chat) in (400, 401, 403)
         assert _request(f"{base}/v1/chat/completions", "wrong", chat) in (400, 401, 403)
         assert _request(f"{base}/v1/chat/completions", KEY, chat) == 200
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
     output = log_path.read_text(errors="replace")
     assert f"http://127.0.0.1:{port}/v1" in output and "API key required" in output
     assert "args: DeployArguments(" in output and "api_key='<redacted>'" in output
     assert KEY not in output
 
-
-def _ready(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/v1/models", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False

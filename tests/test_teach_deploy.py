@@ -5,14 +5,11 @@ are noise and the gate must flag them all."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
+from helpers import serving
 from plates.cli import main
 from test_teach import make_records, read_lines
 
@@ -32,37 +29,12 @@ def deployed(tiny_model_dir, tmp_path_factory):
 
     port = _free_port()
     log_path = tmp_path_factory.mktemp("deploy") / "deploy.log"
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     argv = [*swift_command(), "deploy", "--model", str(tiny_model_dir), "--template", "qwen2_5_vl",
             "--infer_backend", "transformers", "--host", "127.0.0.1", "--port", str(port),
             "--served_model_name", "tiny-teacher", "--max_new_tokens", "8"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                log = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"swift deploy exited with {process.returncode}:\n{log}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"swift deploy not ready after 300 s:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(1)
+    with serving(argv, log_path, url):
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 15)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
-                process.wait()
 
 
 def test_describe_and_caption_against_swift_deploy(deployed, tmp_path, capsys):
