@@ -136,13 +136,14 @@ def bench_size(n: int, work: Path, stages: list[str], old_tree: Path | None,
     return rows
 
 
-def predict_hook(images: int = 32) -> None:
+def predict_hook(images: int = 32, rounds: int = 3) -> None:
     """Predict throughput beside one `swift infer` call, from benchmarks/bench_predict.py (tiny model, drawn
-    images, the model load included in each)."""
+    images, the model load included in each; ``rounds`` interleaved rounds, each figure the best, as one round
+    on a shared machine can be slowed by anything else running)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_predict import compare, format_table  # type: ignore[import-not-found]
 
-    print(format_table(compare(images, (16, 256))))
+    print(format_table(compare(images, (16, 256), max_new_tokens=32, repeat=rounds)))
 
 
 def main() -> int:
