@@ -195,9 +195,10 @@ def _gallery_html(entries: list[dict[str, Any]], search: list[str], wrong_answer
     for entry in entries:
         path = resolve_image(entry["image"], search)
         thumbnail = _thumbnail(path) if path is not None else None
-        picture = (f'<div class="frame"><img src="{thumbnail[0]}" alt="line {entry["line"]}">'
-                   f'{overlay(thumbnail[1], entry.get("boxes"))}</div>' if thumbnail else
-                   f'<div class="noimg">image not found<br>{_e(os.path.basename(entry["image"]) or "(no path)")}</div>')
+        picture = (f'<div class="noimg">image not found<br>{_e(os.path.basename(entry["image"]) or "(no path)")}</div>'
+                   if thumbnail is None else f'<img src="{thumbnail[0]}" alt="line {entry["line"]}">')
+        if thumbnail is not None and entry.get("boxes"):
+            picture = f'<div class="frame">{picture}{overlay(thumbnail[1], entry["boxes"])}</div>'
         confidences = entry.get("confidence") or {}
         body = []
         for field, ref, pred in entry["rows"]:
