@@ -7,7 +7,7 @@
 - :mod:`~plates.evaluation.items`: reading results files into :class:`Item` s (the per-sample type);
 - :mod:`~plates.evaluation.tally`, :mod:`~plates.evaluation.plate_metrics`: totals and plate metrics;
 - :mod:`~plates.evaluation.grounding`: plate location by IoU (an observer, reported only when references have
-  boxes);
+  boxes); :mod:`~plates.evaluation.overlay` draws the boxes in the HTML report's gallery;
 - :mod:`~plates.evaluation.metrics`: the metric registry every view iterates;
 - :mod:`~plates.evaluation.samples`, :mod:`~plates.evaluation.stats`: per-answer records, bootstrap intervals,
   paired tests;

@@ -3,7 +3,9 @@
 When both reports recorded the same answers (``samples``, written by `plates eval`), the comparison is paired:
 every bootstrap replicate draws the same vehicles for both models, and the p-value is the exact McNemar test on
 the answers one model got right and the other wrong. Otherwise each report is resampled on its own (unpaired),
-and the table says so. Reports from before a metric existed show it as '—'.
+and the table says so. Reports from before a metric existed show it as '—'. The plate-location figures
+(``grounding``: mean IoU, IoU ≥ 0.5, IoU > 0.7, end to end) are compared, and paired through their ``samples``
+columns, when a report has them.
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ from plates.evaluation.stats import (
 )
 
 
+def all_metrics() -> dict[str, Metric]:
+    """The registered metrics, then the plate-location ones (:func:`plates.evaluation.grounding.grounding_metrics`)."""
+    from plates.evaluation.grounding import grounding_metrics
+
+    return {**METRICS, **{name: m for name, m in grounding_metrics().items() if name not in METRICS}}
+
+
 def compare_rows(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
-    """(metric display name, before, after) for every registered metric either report has."""
+    """(metric display name, before, after) for every metric of :func:`all_metrics` either report has."""
     rows = []
-    for metric in METRICS.values():
+    for metric in all_metrics().values():
         b, a = metric.value(before), metric.value(after)
         if b is not None or a is not None:
             rows.append((metric.display, b, a))
@@ -35,7 +44,7 @@ def compare_reports(before: dict[str, Any], after: dict[str, Any], replicates: i
                     seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """The comparison as JSON: ``{"paired", "note", "decoding", "metrics": {name: {"a", "b", "delta", "ci95",
     "p_value", "significant"}}}``; ``ci95`` and ``p_value`` are None where they cannot be computed."""
-    metrics = [m for m in METRICS.values() if m.value(before) is not None or m.value(after) is not None]
+    metrics = [m for m in all_metrics().values() if m.value(before) is not None or m.value(after) is not None]
     out: dict[str, Any] = {"paired": False, "note": "", "replicates": replicates, "seed": seed,
                            "decoding": {"a": before.get("decoding", "unknown"), "b": after.get("decoding", "unknown")},
                            "metrics": {}}
@@ -136,8 +145,9 @@ def format_compare(before: dict[str, Any], after: dict[str, Any], names: tuple[s
             return _md_table(rows) + "\n"
         return table(rows, right=(1, 2, 3))
     rows = [["metric", names[0], names[1], "Δ", "95% CI of Δ", "p", ""]]
+    known = all_metrics()
     for name, entry in comparison["metrics"].items():
-        metric = METRICS[name]
+        metric = known[name]
         rows.append([metric.display, fmt(metric, entry["a"]), fmt(metric, entry["b"]),
                      delta(entry["a"], entry["b"], metric), _ci_text(metric, entry["ci95"]),
                      _p_text(entry["p_value"]), _verdict(metric, entry)])
@@ -150,9 +160,9 @@ def format_compare(before: dict[str, Any], after: dict[str, Any], names: tuple[s
 
 
 def fmt_value(display: str, value: float | None) -> str:
-    metric = next((m for m in METRICS.values() if m.display == display), None)
+    metric = next((m for m in all_metrics().values() if m.display == display), None)
     return fmt(metric, value) if metric is not None else ("—" if value is None else f"{100 * value:.1f}%")
 
 
 def _plain_delta(display: str, before: float | None, after: float | None) -> str:
-    return delta(before, after, next((m for m in METRICS.values() if m.display == display), None))
+    return delta(before, after, next((m for m in all_metrics().values() if m.display == display), None))

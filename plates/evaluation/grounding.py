@@ -10,6 +10,10 @@ answer whose plates carry ``车牌位置``; the predicted box is the answer plat
 (the registered metrics of :mod:`plates.evaluation.metrics` appear in every report and every ``ci95``, which is
 why these figures are not registered there). With several plates, predicted plates are matched to reference
 plates by box (the assignment of greatest total IoU, scipy's ``linear_sum_assignment``).
+
+When the report records ``samples``, the observer adds each answer's contribution to every figure there too
+(``samples.metrics.mean_iou`` …, (0, 0) for answers without a reference box) so `plates compare` pairs them like
+the registered metrics (:func:`grounding_metrics`); reports without a box have no such columns.
 """
 
 from __future__ import annotations
@@ -121,12 +125,15 @@ class GroundingObserver:
         self.num = np.zeros(len(FIGURES))
         self.den = np.zeros(len(FIGURES))
         self.answers = 0
+        self.seen = 0
         self.predicted_boxes = 0
         self._clusters: dict[str, int] = {}
         self._rows: list[tuple[int, list[float], list[float]]] = []
+        self._answer_index: list[int] = []
         self._number: Any = None
 
     def add(self, item: Any, outcome: Any) -> None:
+        self.seen += 1
         boxes = getattr(item.reference, "boxes", None)
         if not boxes:
             return
@@ -146,11 +153,21 @@ class GroundingObserver:
         self.den += den
         cluster = self._clusters.setdefault(vehicle_of(item), len(self._clusters))
         self._rows.append((cluster, num, den))
+        self._answer_index.append(self.seen - 1)
 
     def finish(self, report: dict[str, Any]) -> None:
         block = self.block()
-        if block is not None:
-            report["grounding"] = block
+        if block is None:
+            return
+        report["grounding"] = block
+        add_column = getattr(report.get("samples"), "add_column", None)
+        if add_column is not None:
+            num, den = np.zeros((self.seen, len(FIGURES))), np.zeros((self.seen, len(FIGURES)))
+            index = np.asarray(self._answer_index, dtype=np.int64)
+            num[index] = [row[1] for row in self._rows]
+            den[index] = [row[2] for row in self._rows]
+            for name, (_, k) in FIGURES.items():
+                add_column(name, num[:, k], den[:, k])
 
     def block(self) -> dict[str, Any] | None:
         """The figures (with ``ci95`` when bootstrapping), None when no reference had a box."""
@@ -171,6 +188,21 @@ class GroundingObserver:
             intervals = cluster_intervals(num_c, den_c, self.bootstrap, self.seed)
             block["ci95"] = dict(zip(FIGURES, intervals))
         return block
+
+
+def _observed(outcome: Any) -> tuple[float, float]:
+    raise TypeError("plate-location figures need the reference boxes: GroundingObserver computes them")
+
+
+def grounding_metrics() -> dict[str, Any]:
+    """The figures as :class:`plates.evaluation.metrics.Metric` objects that are not registered (so they stay out
+    of reports without boxes): value at ``report["grounding"][name]``, per-answer column ``samples.metrics[name]``.
+    `plates compare` lists and pairs them beside the registered metrics."""
+    from plates.evaluation.metrics import RATIO, Metric
+
+    return {name: Metric(name, display, ("grounding", name), _observed, aggregation=RATIO,
+                         percent=name != "mean_iou")
+            for name, (display, _) in FIGURES.items()}
 
 
 def grounding_rows(report: dict[str, Any]) -> list[list[str]]:

@@ -5,11 +5,14 @@ no font, nothing fetched: it opens from a laptop with no server and no network. 
 their 95% intervals (when the report has them), plate metrics, the per-field table, slices (``--by``, CCPD),
 risk–coverage (with logprobs), a confusion matrix per enumerated field (HTML tables, so Chinese labels render
 in the browser's own fonts) and a gallery of the worst answers: thumbnail, then reference and prediction side
-by side, field by field, with the raw response.
+by side, field by field, with the raw response. When the references carry plate boxes, a plate-location section
+shows the IoU figures and each thumbnail has the reference and predicted boxes drawn over it
+(:mod:`plates.evaluation.overlay`).
 
 The gallery is collected while scoring (:class:`Gallery`, an observer of the scoring loop): it keeps the ``k``
 worst answers (most wrong fields; among equals the most confident first, since a confident mistake is the one
-to fix; then file order), so memory stays flat on any number of answers.
+to fix; then file order), so memory stays flat on any number of answers. With boxes, a plate whose box was not
+found (IoU ≤ 0.7) counts as one more wrong field.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from plates.evaluation.common import FIELD_SLUGS, MISSING, clip_value
+from plates.evaluation.common import BOX_FIELD, FIELD_SLUGS, MISSING, clip_value
+from plates.evaluation.overlay import CSS as OVERLAY_CSS
+from plates.evaluation.overlay import LEGEND, box_rows, gallery_boxes, misplaced, overlay
 from plates.labels import FIELDS, PLATE_NUMBER
 
 DEFAULT_GALLERY = 24
@@ -49,7 +54,7 @@ justify-content:center;text-align:center}
 .card .side{flex:1;min-width:0}.card pre{white-space:pre-wrap;word-break:break-all;font-size:11px;background:#f7f8fa;
 padding:6px;max-height:180px;overflow:auto}.path{font-size:11px;color:#667;word-break:break-all}
 img.chart{max-width:100%;border:1px solid #eee}
-"""
+""" + OVERLAY_CSS
 
 
 def _e(value: Any) -> str:
@@ -86,9 +91,9 @@ def _table(header: list[str], rows: Iterable[list[str]], numeric: Iterable[int] 
 # ---------------------------------------------------------------------------------------------------- gallery
 
 
-def _thumbnail(path: Path, size: int = THUMBNAIL) -> str | None:
-    """A JPEG ``data:`` URL of the image shrunk to fit ``size`` pixels (OpenCV, area interpolation); None when
-    it cannot be read."""
+def _thumbnail(path: Path, size: int = THUMBNAIL) -> tuple[str, tuple[int, int]] | None:
+    """A JPEG ``data:`` URL of the image shrunk to fit ``size`` pixels (OpenCV, area interpolation) and the
+    image's original (width, height), which the box overlay is drawn in; None when it cannot be read."""
     try:
         import cv2
         import numpy as np
@@ -107,7 +112,7 @@ def _thumbnail(path: Path, size: int = THUMBNAIL) -> str | None:
         return None
     if not ok:
         return None
-    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii"), (width, height)
 
 
 def resolve_image(image: str, search: Iterable[str | os.PathLike]) -> Path | None:
@@ -133,12 +138,19 @@ class Gallery:
         self.k = k
         self.heap: list[tuple[tuple, int, dict[str, Any]]] = []
         self.wrong_answers = 0
+        self.with_boxes = False
 
     def add(self, item: Any, outcome: Any) -> None:
-        if outcome.exact or self.k <= 0:
+        if self.k <= 0:
+            return
+        boxes = gallery_boxes(item, outcome)
+        missed = misplaced(boxes)
+        if outcome.exact and not missed:
             return
         self.wrong_answers += 1
-        wrong = sum(1 for f, r, p in outcome.pairs if r != p) + sum(1 for r, p in outcome.numbers if r != p)
+        self.with_boxes = self.with_boxes or boxes is not None
+        wrong = (sum(1 for f, r, p in outcome.pairs if r != p) + sum(1 for r, p in outcome.numbers if r != p)
+                 + missed)
         confidences = None
         if getattr(item, "logprobs", None):
             from plates.evaluation.confidence import field_confidences
@@ -150,7 +162,7 @@ class Gallery:
             return
         entry = {"line": item.line, "image": item.image, "parse": outcome.method, "wrong": wrong,
                  "violations": [f"{v.kind} {v.path}" for v in outcome.violations][:6],
-                 "rows": _rows(outcome), "confidence": confidences,
+                 "rows": _rows(outcome), "confidence": confidences, "boxes": boxes,
                  "response": item.response if isinstance(item.response, str)
                  else json.dumps(item.response, ensure_ascii=False, default=str)}
         if len(entry["response"]) > RESPONSE_KEPT:
@@ -175,15 +187,18 @@ def _rows(outcome: Any) -> list[tuple[str, str, str]]:
     return sorted(rows, key=lambda row: order.get(row[0], len(order)))
 
 
-def _gallery_html(entries: list[dict[str, Any]], search: list[str], wrong_answers: int) -> str:
+def _gallery_html(entries: list[dict[str, Any]], search: list[str], wrong_answers: int,
+                  with_boxes: bool = False) -> str:
     if not entries:
         return "<p>No wrong answers.</p>"
     cards = []
     for entry in entries:
         path = resolve_image(entry["image"], search)
-        url = _thumbnail(path) if path is not None else None
-        picture = (f'<img src="{url}" alt="line {entry["line"]}">' if url else
-                   f'<div class="noimg">image not found<br>{_e(os.path.basename(entry["image"]) or "(no path)")}</div>')
+        thumbnail = _thumbnail(path) if path is not None else None
+        picture = (f'<div class="noimg">image not found<br>{_e(os.path.basename(entry["image"]) or "(no path)")}</div>'
+                   if thumbnail is None else f'<img src="{thumbnail[0]}" alt="line {entry["line"]}">')
+        if thumbnail is not None and entry.get("boxes"):
+            picture = f'<div class="frame">{picture}{overlay(thumbnail[1], entry["boxes"])}</div>'
         confidences = entry.get("confidence") or {}
         body = []
         for field, ref, pred in entry["rows"]:
@@ -191,6 +206,9 @@ def _gallery_html(entries: list[dict[str, Any]], search: list[str], wrong_answer
             body.append([_e(field), _e(ref), _e(pred if pred != MISSING else "(missing)"),
                          "" if conf is None else (f"{conf:.2f}" if conf >= 0.01 else f"{conf:.1e}")])
         classes = ["ok" if r == p else "bad" for _, r, p in entry["rows"]]
+        for ref, pred, located in box_rows(entry.get("boxes")):
+            body.append([_e(BOX_FIELD), _e(ref), _e(pred), ""])
+            classes.append("ok" if located else "bad")
         header = ["field", "reference", "prediction"] + (["confidence"] if confidences else [])
         if not confidences:
             body = [row[:3] for row in body]
@@ -202,8 +220,10 @@ def _gallery_html(entries: list[dict[str, Any]], search: list[str], wrong_answer
             f'<div class="path">{_e(entry["image"])}</div>{violations}'
             + _table(header, body, raw=True, row_class=classes, numeric=(3,))
             + f'<details><summary>raw response</summary><pre>{_e(entry["response"])}</pre></details></div></div>')
-    return (f'<p class="meta">The {len(entries)} worst of {wrong_answers} answers that were not an exact match '
-            "(most wrong fields first; among equals the most confident).</p>"
+    boxes = (f" or whose plate box was not found (IoU ≤ 0.7, a wrong {_e(BOX_FIELD)} row)" if with_boxes else "")
+    legend = f'<p class="meta">{LEGEND}</p>' if with_boxes else ""
+    return (f'<p class="meta">The {len(entries)} worst of {wrong_answers} answers that were not an exact match'
+            f"{boxes} (most wrong fields first; among equals the most confident).</p>{legend}"
             f'<div class="gallery">{"".join(cards)}</div>')
 
 
@@ -269,6 +289,26 @@ def _plate_html(report: dict[str, Any]) -> str:
     return out
 
 
+def _grounding_html(report: dict[str, Any]) -> str:
+    """The plate-location figures with their intervals, and per slice of each ``--by`` that has them."""
+    from plates.evaluation.grounding import grounding_rows, slice_rows
+
+    rows = grounding_rows(report)
+    if not rows:
+        return ""
+    block = report["grounding"]
+    out = ["<h2>Plate location</h2>", _table(rows[0], rows[1:], numeric=(1, 2)),
+           f'<p class="meta">{_e(block.get("plates"))} plates with a box in {_e(block.get("answers"))} answers, '
+           f'{_e(block.get("predicted_boxes"))} predicted boxes; IoU of each reference box with the answer\'s '
+           f"{_e(BOX_FIELD)} (a missing or unparseable box counts 0).</p>"]
+    for name, groups in (report.get("by") or {}).items():
+        sliced = slice_rows(groups) if isinstance(groups, dict) else []
+        if sliced:
+            out.append(f"<h3>plate location by {_e(name)}</h3>"
+                       + _table(sliced[0], sliced[1:], numeric=range(1, len(sliced[0]))))
+    return "".join(out)
+
+
 def _fields_html(report: dict[str, Any]) -> str:
     rows = []
     for field, s in report["fields"].items():
@@ -296,7 +336,8 @@ def _slices_html(report: dict[str, Any]) -> str:
     if ccpd:
         out.append("<h3>CCPD subsets</h3>" + _table(ccpd[0], ccpd[1:], numeric=range(1, len(ccpd[0])))
                    + '<p class="meta">Published figures are detection + recognition on the CCPD test split; these '
-                     "read the whole image, so compare on the same images only.</p>")
+                     "read the plate from the whole image (where answers give a box, plate location is scored apart, "
+                     "above), so compare on the same images only.</p>")
     return ("<h2>Slices</h2>" + "".join(out)) if out else ""
 
 
@@ -394,11 +435,12 @@ def render_html(report: dict[str, Any], gallery: Gallery | None = None, search: 
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1><div class=meta>{_e(' · '.join(meta))}</div>",
         "<h2>Summary</h2>", _metrics_html(report), _totals_html(report),
-        _plate_html(report),
+        _plate_html(report), _grounding_html(report),
         "<h2>Fields</h2>", _fields_html(report),
         _slices_html(report), _confidence_html(report), _confusion_html(report),
         "<h2>Error gallery</h2>",
-        _gallery_html(gallery.entries(), list(search), gallery.wrong_answers) if gallery is not None
+        _gallery_html(gallery.entries(), list(search), gallery.wrong_answers, gallery.with_boxes)
+        if gallery is not None
         else "<p>No gallery (written from a saved report).</p>",
         "</body></html>",
     ]

@@ -127,6 +127,18 @@ class SampleColumns(Mapping):
 
     def __init__(self, log: SampleLog):
         self.log = log
+        self.extra: dict[str, dict[str, np.ndarray]] = {}
+
+    def add_column(self, name: str, num: np.ndarray, den: np.ndarray) -> None:
+        """One more per-answer column, written after the registered metrics': figures an observer computes
+        outside the registry (the plate-location IoU of :mod:`plates.evaluation.grounding`), so that
+        `plates compare` can pair them too. ``num`` and ``den`` hold one value per answer, in scoring order."""
+        num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+        if num.shape != (len(self.log),) or den.shape != num.shape:
+            raise ValueError(f"column {name!r}: {num.shape} values for {len(self.log)} answers")
+        if name in self.extra or any(m.name == name for m in self.log.metrics):
+            raise ValueError(f"column {name!r} is already recorded")
+        self.extra[name] = {"num": num} if np.all(den == 1) else {"num": num, "den": den}
 
     def __getitem__(self, key: str) -> Any:
         if key == "id":
@@ -152,6 +164,7 @@ class SampleColumns(Mapping):
             if not np.all(den == 1):
                 column["den"] = den
             yield metric.name, column
+        yield from self.extra.items()
 
     def write_json(self, handle: TextIO, indent: int = 2, level: int = 1) -> None:
         """Write the mapping as ``json.dump(dict(self), indent=indent)`` would at nesting ``level``."""
