@@ -46,7 +46,7 @@ from plates.outputs import input_path, output_file
 from plates.records import load_records, resolve_image
 from plates.signals import deferred
 from plates.workpool import run_pool
-from plates import teacher
+from plates import teacher, template_teacher  # noqa: F401 - template_teacher registers the default backend
 from plates.teacher import (
     DEFAULT_MAX_PIXELS, MODES, Prompts, TeacherBackend, TeacherError, build_request, digest, load_prompts,
 )

@@ -329,7 +329,7 @@ def make_backend(args: Any, prompts: Prompts) -> TeacherBackend:
     return BACKENDS[args.backend].from_args(args, prompts)
 
 
-def _refuse_flags(args: Any, backend: str, flags: dict[str, str]) -> None:
+def refuse_flags(args: Any, backend: str, flags: dict[str, str]) -> None:
     """A backend that ignores a flag says so instead of silently dropping it."""
     given = [flag for attribute, flag in flags.items() if getattr(args, attribute, None)]
     if given:
@@ -530,12 +530,3 @@ def _completion(response: Any, attempts: int, retried: dict[str, int]) -> Comple
             tokens = None
     return Completion(text=text, usage=tokens, attempts=attempts, retried=retried)
 
-
-# The default backend lives in its own module (plates.template_teacher), which registers itself on import.
-from plates import template_teacher as _template_teacher  # noqa: E402
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TemplateBackend":  # its old home; imported lazily so either module may be imported first
-        return _template_teacher.TemplateBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from plates.labels import (
     PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, SLUGS, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, abbreviation_for_province,
 )
 from plates.teacher import (
-    Completion, Prompts, Request, TeacherBackend, _refuse_flags, digest, register_backend, render,
+    Completion, Prompts, Request, TeacherBackend, refuse_flags, digest, register_backend, render,
 )
 
 
@@ -30,7 +30,7 @@ class TemplateBackend(TeacherBackend):
 
     @classmethod
     def from_args(cls, args: Any, prompts: Prompts) -> TemplateBackend:
-        _refuse_flags(args, cls.name, {"base_url": "--base-url", "model": "--model"})
+        refuse_flags(args, cls.name, {"base_url": "--base-url", "model": "--model"})
         return cls(prompts)
 
     @property

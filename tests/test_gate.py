@@ -157,7 +157,8 @@ def test_empty_text():
 def test_template_texts_always_pass_the_gate():
     """The offline teacher writes from the labels, so none of its texts may ever be flagged."""
     from plates.synth import random_labels
-    from plates.teacher import TemplateBackend, build_request, load_prompts
+    from plates.teacher import build_request, load_prompts
+    from plates.template_teacher import TemplateBackend
 
     prompts = load_prompts()
     backend = TemplateBackend(prompts)

@@ -19,8 +19,9 @@ import pytest
 
 from plates.cli import main
 from plates.errors import UserError
+from plates.template_teacher import TemplateBackend
 from plates.teacher import (
-    RateLimiter, TemplateBackend, backoff_delay, image_data_url, load_prompts, retry_after_seconds,
+    RateLimiter, backoff_delay, image_data_url, load_prompts, retry_after_seconds,
 )
 
 # --- helpers ------------------------------------------------------------------------------------------------

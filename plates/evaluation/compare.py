@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from plates.evaluation.metrics import METRICS, Metric
-from plates.evaluation.render import _md_table, fmt, table
+from plates.evaluation.render import md_table, fmt, table
 from plates.evaluation.samples import read_samples
 from plates.evaluation.stats import (
     DEFAULT_REPLICATES, DEFAULT_SEED, paired_delta, sign_test, significant, unpaired_delta,
@@ -142,7 +142,7 @@ def format_compare(before: dict[str, Any], after: dict[str, Any], names: tuple[s
         rows += [[metric, fmt_value(metric, b), fmt_value(metric, a), _plain_delta(metric, b, a)]
                  for metric, b, a in compare_rows(before, after)]
         if markdown:
-            return _md_table(rows) + "\n"
+            return md_table(rows) + "\n"
         return table(rows, right=(1, 2, 3))
     rows = [["metric", names[0], names[1], "Δ", "95% CI of Δ", "p", ""]]
     known = all_metrics()
@@ -155,7 +155,7 @@ def format_compare(before: dict[str, Any], after: dict[str, Any], names: tuple[s
                                    "for B by the metric's direction"
                                    if any(e["significant"] for e in comparison["metrics"].values()) else "")
     if markdown:
-        return _md_table(rows) + "\n\n" + legend + "\n"
+        return md_table(rows) + "\n\n" + legend + "\n"
     return table(rows, right=(1, 2, 3, 4, 5)) + "\n" + legend
 
 

@@ -353,14 +353,14 @@ def format_confidence(report: dict[str, Any], markdown: bool = False) -> str:
     block = report.get("confidence")
     if not block:
         return ""
-    from plates.evaluation.render import _md_table, table
+    from plates.evaluation.render import md_table, table
 
     rows = confidence_rows(report)
     head = (f"risk–coverage: accuracy when answering only the most confident share ({block['measure']}; "
             f"{block['answers_with_logprobs']} answers with logprobs"
             + (f", {block['answers_without_logprobs']} without" if block["answers_without_logprobs"] else "") + ")")
     if markdown:
-        return f"## Confidence\n\n{head}\n\n{_md_table(rows)}\n"
+        return f"## Confidence\n\n{head}\n\n{md_table(rows)}\n"
     return head + "\n" + table(rows, right=range(1, len(rows[0])))
 
 

@@ -40,7 +40,7 @@ def _no_constant(name: str) -> Any:
 _scan_json = json.JSONDecoder(parse_constant=_no_constant).scan_once
 
 
-def _json_loads(text: str) -> Any:
+def json_loads(text: str) -> Any:
     """``json.loads`` for a str without its Python-level wrappers (the scorer's hot path)."""
     try:
         value, end = _scan_json(text, 0)
@@ -54,7 +54,7 @@ def _json_loads(text: str) -> Any:
 def _decode(text: str) -> tuple[bool, Any]:
     """JSON, else a Python literal (the seed's single-quoted dicts). Never raises."""
     try:
-        return True, _json_loads(text)
+        return True, json_loads(text)
     except (ValueError, RecursionError):
         pass
     try:
@@ -111,7 +111,7 @@ def parse_response(text: Any) -> Parsed:
             return Parsed(None, UNPARSEABLE)
         return Parsed(text, JSON)
     try:
-        return Parsed(_json_loads(text), JSON)
+        return Parsed(json_loads(text), JSON)
     except (ValueError, RecursionError):
         pass
     if "```" in text:

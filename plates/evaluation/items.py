@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from plates.errors import UserError
 from plates.evaluation.compact import IntMap
-from plates.evaluation.extract import _json_loads, parse_response
+from plates.evaluation.extract import json_loads, parse_response
 from plates.evaluation.scorer import Reference, Scorer
 from plates.io import check_input_file, progress
 
@@ -109,7 +109,7 @@ def _sample_key(row: dict[str, Any], image: Any, labels: Any) -> int | None:
 def _reference_labels(labels: Any) -> Any:
     if isinstance(labels, str):
         try:
-            return _json_loads(labels)
+            return json_loads(labels)
         except (ValueError, RecursionError):
             pass
         parsed = parse_response(labels)
@@ -209,7 +209,7 @@ def _iter_rows(path: str | Path, skipped: list[str]) -> Iterator[tuple[int, Any]
             if number == 1 and line.startswith("\ufeff"):
                 line = line[1:]
             try:
-                yield number, _json_loads(line)
+                yield number, json_loads(line)
             except (ValueError, RecursionError) as exc:
                 if line.strip():
                     skipped.append(f"line {number}: not JSON ({getattr(exc, 'msg', exc)})")

@@ -155,7 +155,7 @@ def md_escape(text: str) -> str:
     return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
-def _md_table(rows: list[list[str]]) -> str:
+def md_table(rows: list[list[str]]) -> str:
     """A Markdown table; every cell goes through :func:`md_escape`."""
     lines = ["| " + " | ".join(md_escape(c) for c in rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows[1:]]
@@ -176,34 +176,34 @@ def format_markdown(report: dict[str, Any]) -> str:
         out.append(f"95% intervals: {boot['replicates']} bootstrap replicates resampling whole vehicles "
                    f"({boot['clusters']} of them), seed {boot['seed']}.")
     metrics = [m for m in METRICS.values() if m.field is None]
-    out += ["", _md_table([["metric", "value", "95% CI"],
+    out += ["", md_table([["metric", "value", "95% CI"],
                            *([m.display, fmt(m, m.value(report)), fmt_ci(m, m.ci(report)) or "—"]
                              for m in metrics)])]
-    out += ["", "## Fields", "", _md_table(_field_rows(report, 5))]
+    out += ["", "## Fields", "", md_table(_field_rows(report, 5))]
     if report.get("plate", {}).get("n"):
-        out += ["", "## Plate numbers", "", _md_table(_plate_rows(report))]
-    out += ["", "## Parsing", "", _md_table([["method", "answers"],
+        out += ["", "## Plate numbers", "", md_table(_plate_rows(report))]
+    out += ["", "## Parsing", "", md_table([["method", "answers"],
                                              *([m, str(c)] for m, c in report["parse_methods"].items())])]
     if report["violations"]:
         rows = [["violation", "count", "answers", "fields"]]
         for k, v in report["violations"].items():
             fields = ", ".join(f"{f} {c}" for f, c in report["violation_fields"][k].items())
             rows.append([k, str(v["count"]), str(v["answers"]), fields])
-        out += ["", "## Schema violations", "", _md_table(rows)]
+        out += ["", "## Schema violations", "", md_table(rows)]
     out += ["", "## Inconsistent answers", "",
-            _md_table([["check", "plates"], *([c, str(n)] for c, n in report["inconsistencies"].items())])]
+            md_table([["check", "plates"], *([c, str(n)] for c, n in report["inconsistencies"].items())])]
     plates = report["plates"]
-    out += ["", "## Plates", "", _md_table([["reference", "predicted", "missing", "extra", "count right"],
+    out += ["", "## Plates", "", md_table([["reference", "predicted", "missing", "extra", "count right"],
                                             [str(plates["reference"]), str(plates["predicted"]),
                                              str(plates["missing"]), str(plates["extra"]),
                                              pct(plates["count_accuracy"])]])]
     for f, groups in report.get("by", {}).items():
-        out += ["", f"## By {md_escape(f)}", "", _md_table(_slice_rows(groups))]
+        out += ["", f"## By {md_escape(f)}", "", md_table(_slice_rows(groups))]
     for kind, examples in report.get("examples", {}).items():
         if examples:
             rows = [["line", "image", "detail", "response"]]
             rows += [[str(e["line"]), str(e["image"]), e["detail"], e["response"]] for e in examples]
-            out += ["", f"## Examples: {kind.replace('_', ' ')}", "", _md_table(rows)]
+            out += ["", f"## Examples: {kind.replace('_', ' ')}", "", md_table(rows)]
     if report.get("skipped"):
         out += ["", "## Skipped lines", ""] + [f"- {md_escape(clip_value(s, 1000))}" for s in report["skipped"]]
     return "\n".join(out) + "\n"

@@ -21,7 +21,7 @@ from plates.evaluation.common import (
 )
 from plates.evaluation.grounding import reference_boxes
 from plates.evaluation.plate_metrics import plate_type
-from plates.evaluation.extract import JSON, UNPARSEABLE, _json_loads, parse_response
+from plates.evaluation.extract import JSON, UNPARSEABLE, json_loads, parse_response
 from plates.evaluation.schema_check import Violation, schema_violations, structural_checks
 from plates.labels import (
     FIELDS, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, load_vocabularies,
@@ -330,7 +330,7 @@ class Scorer:
         outcome = Outcome()
         if type(response) is str:
             try:
-                value, method = _json_loads(response), JSON
+                value, method = json_loads(response), JSON
             except (ValueError, RecursionError):
                 parsed = parse_response(response)
                 value, method = parsed.value, parsed.method

@@ -251,11 +251,11 @@ def format_ccpd(report: dict[str, Any], markdown: bool = False) -> str:
     rows = ccpd_rows(report)
     if not rows:
         return ""
-    from plates.evaluation.render import _md_table, table
+    from plates.evaluation.render import md_table, table
 
     note = ("published figures are detection + recognition on the CCPD test split; ours read the plate from the "
             "whole image (where answers give a box, plate location is scored apart, by IoU), so compare on the same "
             "images only")
     if markdown:
-        return f"## CCPD subsets\n\n{_md_table(rows)}\n\n{note}\n"
+        return f"## CCPD subsets\n\n{md_table(rows)}\n\n{note}\n"
     return "CCPD subsets (" + note + "):\n" + table(rows, right=range(1, len(rows[0])))
