@@ -327,10 +327,12 @@ def install_swift_hook(schema_path: str | os.PathLike) -> None:
     Template.prepare_generate_kwargs = prepare_generate_kwargs
 
 
-def record_decoding(source: str | os.PathLike, target: str | os.PathLike, decoding: str) -> int:
+def record_decoding(source: str | os.PathLike, target: str | os.PathLike, decoding: str,
+                    transform: Any = None) -> int:
     """Copy a results JSONL to ``target`` (atomically) with ``"decoding": MODE`` added to every line, so that
     ``plates eval`` can report how the answers were decoded; returns the line count. A line that is not a JSON
-    object is copied unchanged (``plates eval`` reports it)."""
+    object is copied unchanged (``plates eval`` reports it). ``transform(row, index)`` (e.g. plate boxes back to
+    original pixels, :mod:`plates.grounding`) returns each object line's new form first."""
     from plates.io import atomic_write, dump_json_line
 
     count = 0
@@ -344,6 +346,8 @@ def record_decoding(source: str | os.PathLike, target: str | os.PathLike, decodi
             except json.JSONDecodeError:
                 row = None
             if isinstance(row, dict):
+                if transform is not None:
+                    row = transform(row, count - 1)
                 row["decoding"] = decoding
                 out.write(dump_json_line(row))
             else:

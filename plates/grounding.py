@@ -254,13 +254,59 @@ class BoxMapper:
         self.answers += 1
         return json.dumps(answer, ensure_ascii=False), True
 
+    def prediction(self, text: Any, image: str) -> dict[str, Any]:
+        """`plates predict`'s extra keys for one answer: {} when nothing was mapped, else the mapped
+        ``response`` to read the answer from, ``raw_response`` (the model's text) and ``box_mapping``."""
+        response, changed = self.response(text, image)
+        return {"response": response, "raw_response": text, "box_mapping": self.settings()} if changed else {}
+
     def row(self, row: dict[str, Any], sample: dict[str, Any] | None = None) -> dict[str, Any]:
         labels = row.get("labels")
-        objects = (sample or {}).get("objects") or row.get("objects")
+        objects = (sample or {}).get("objects")  # the dataset's, in original pixels (ms-swift rescales its copy)
         if isinstance(labels, str) and BBOX_TAG in labels and isinstance(objects, dict):
             row["labels"] = fill_bbox_tags(labels, list(objects.get("bbox") or []))
         response, changed = self.response(row.get("response"), _image_path(row, self.image_root))
         if changed:
             row["raw_response"] = row["response"]
             row["response"] = response
+            row["box_mapping"] = self.settings()
         return row
+
+
+def _argv_value(argv: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv[:-1]):
+        if arg == flag:
+            return argv[i + 1]
+    return None
+
+
+def mapper_for_command(argv: list[str], env: dict[str, str], adapters: Iterable[str] | str | None = None,
+                       model: str | None = None) -> BoxMapper:
+    """The :class:`BoxMapper` for answers of a `swift infer` command line that `plates.infer.build_infer_command`
+    built (``--template``, ``--model``, ``--adapters``, and ``MAX_PIXELS``, which plates sets with ``--max_pixels``):
+    the one place infer and predict decide how boxes come back to original pixels."""
+    template = _argv_value(argv, "--template")
+    model = model or _argv_value(argv, "--model")
+    adapters = adapters or _argv_value(argv, "--adapters")
+    try:
+        convention = template_convention(resolve_template(template, adapters, model) or "")
+    except KeyError:
+        convention = None
+    max_pixels = env.get("MAX_PIXELS") or os.environ.get("MAX_PIXELS")
+    return BoxMapper(convention, int(max_pixels) if max_pixels else None, image_factor(model),
+                     image_root=env.get("ROOT_IMAGE_DIR") or os.environ.get("ROOT_IMAGE_DIR"))
+
+
+def trained_with_grounding(adapters: str | None) -> bool:
+    """Whether a checkpoint's run trained on a `plates build --grounding` dataset (its ``args.json`` names the
+    dataset files; the folder's stats.json says)."""
+    from plates.contracts import dataset_grounding_env
+
+    if not adapters:
+        return False
+    for folder in (Path(adapters), Path(adapters).parent):
+        names = _json_file(folder / "args.json").get("dataset") or []
+        for name in names if isinstance(names, list) else [names]:
+            if isinstance(name, str) and Path(name).is_file() and dataset_grounding_env(Path(name).parent):
+                return True
+    return False
