@@ -359,7 +359,8 @@ def record_decoding(source: str | os.PathLike, target: str | os.PathLike, decodi
 
 def is_extraction_sample(sample: Any) -> bool:
     """Whether a dataset sample asks for the bare JSON answer: no chain-of-thought prompt and, when it carries a
-    reference answer, one that is a JSON object (a ``reason`` target is text, a blank line, then the JSON)."""
+    reference answer, one that is a JSON object (a ``reason`` target is text, a blank line, then the JSON; a
+    grounding target is JSON with ``<bbox>`` tags)."""
     from plates.build import REASON_PROMPT
 
     messages = sample.get("messages") if isinstance(sample, dict) else None
@@ -370,8 +371,10 @@ def is_extraction_sample(sample: Any) -> bool:
         return False
     last = messages[-1]
     if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
-        try:
-            return isinstance(json.loads(last["content"]), dict)
+        from plates.grounding import BBOX_TAG
+
+        try:  # a grounding target holds ms-swift's <bbox> tags where its boxes go
+            return isinstance(json.loads(last["content"].replace(BBOX_TAG, "[0, 0, 0, 0]")), dict)
         except json.JSONDecodeError:
             return False
     return True

@@ -41,6 +41,11 @@ def _ccpd_records(tmp_path: Path) -> Path:
     return records
 
 
+def _plates(answer: dict) -> list[dict]:
+    plates = answer.get("车牌属性")
+    return [plates] if isinstance(plates, dict) else [p for p in plates or [] if isinstance(p, dict)]
+
+
 def _read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -183,3 +188,97 @@ def test_box_mapper_maps_responses_and_fills_labels(tmp_path):
     assert unknown["response"] == row["response"] and "raw_response" not in unknown
     plain = {"response": '{"车辆属性": {}, "车牌属性": []}', "labels": "{}", "images": [str(image)]}
     assert mapper.row(dict(plain)) == plain
+
+
+# ---- real ms-swift ------------------------------------------------------------------------------------------------
+
+TINY_MAX_PIXELS = 50176  # swift_args/tiny_cpu.yaml: MAX_PIXELS and max_pixels
+
+
+def _encoded_targets(data: Path, tiny_model_dir: Path, monkeypatch) -> list[tuple[dict, str, tuple[int, int]]]:
+    """(sample, decoded training labels, (width, height) of the image the model saw from image_grid_thw) for each
+    train sample, encoded by ms-swift's own loader and Qwen2.5-VL template as `swift sft` runs it."""
+    from swift.dataset import load_dataset
+    from swift.model import get_processor
+    from swift.template import get_template
+
+    monkeypatch.setenv("QWENVL_BBOX_FORMAT", "new")
+    monkeypatch.setenv("MAX_PIXELS", str(TINY_MAX_PIXELS))
+    template = get_template(get_processor(str(tiny_model_dir), model_type="qwen2_5_vl"), template_type="qwen2_5_vl",
+                            max_pixels=TINY_MAX_PIXELS)
+    template.set_mode("train")
+    dataset, _ = load_dataset([str(data / "train.jsonl")], strict=True, load_from_cache_file=False)
+    out = []
+    for row, sample in zip(dataset, _read(data / "train.jsonl")):
+        encoded = template.encode(row)
+        text = template.tokenizer.decode([t for t in encoded["labels"] if t != -100])
+        _, grid_h, grid_w = encoded["image_grid_thw"][0].tolist()
+        out.append((sample, text, (grid_w * 14, grid_h * 14)))
+    return out
+
+
+@pytest.mark.slow
+def test_grounding_train_and_infer_map_boxes_back_to_original_pixels(tmp_path, tiny_model_dir, monkeypatch):
+    """CCPD images (720 x 1160: not square, over the tiny preset's 50,176 pixels) built with --grounding:
+    1. ms-swift trains on the box in the resized image's pixels: the encoded labels hold exactly to_model(box), and
+       the size the model saw (image_grid_thw) is model_image_size's;
+    2. a real `swift sft` (2 steps) and a real `plates infer` run; infer's labels carry the original boxes;
+    3. the model's answer in training form (the decoded target above) goes through infer's own finishing code
+       (box_transform + record_decoding, with the real command line) and comes back in original pixels."""
+    from plates.decoding import record_decoding
+    from plates.inference import InferenceSettings
+    from plates.infer import box_transform, build_infer_command
+
+    records = _ccpd_records(tmp_path)
+    data = tmp_path / "data"
+    assert main(["build", str(records), "-o", str(data), "--grounding", "--val-ratio", "0.3"]) == 0
+    targets = _encoded_targets(data, tiny_model_dir, monkeypatch)
+    assert len(targets) >= 3
+    seen = model_image_size(WIDTH, HEIGHT, TINY_MAX_PIXELS)
+    assert seen[0] * seen[1] <= TINY_MAX_PIXELS and seen[0] < WIDTH and seen[1] < HEIGHT
+    for sample, text, grid_size in targets:
+        assert grid_size == seen
+        box = sample["objects"]["bbox"][0]
+        expected = to_model(box, WIDTH, HEIGHT, "none", TINY_MAX_PIXELS)
+        assert f'"车牌位置": {json.dumps(expected)}' in text, (text, expected)
+        assert expected != box, "the model is trained on the resized image's pixels, not the file's"
+    monkeypatch.delenv("QWENVL_BBOX_FORMAT")
+    monkeypatch.delenv("MAX_PIXELS")
+
+    runs = tmp_path / "runs"
+    assert main(["train", "--preset", "tiny_cpu", "--model", str(tiny_model_dir), "--dataset", str(data),
+                 "--output-dir", str(runs), "--set", "max_steps=2"]) == 0
+    run_dir = next(runs.glob("v*"))
+    assert "QWENVL_BBOX_FORMAT" in json.dumps(json.loads((run_dir / "plates_manifest.json").read_text()))
+    results = tmp_path / "results.jsonl"
+    assert main(["infer", "--adapters", str(run_dir), "--dataset", str(data), "-o", str(results),
+                 "--max-new-tokens", "48"]) == 0  # schema decoding: a grounding val set is JSON extraction
+    rows = _read(results)
+    val = _read(data / "val.jsonl")
+    assert len(rows) == len(val) >= 1
+    for row, sample in zip(rows, val):
+        assert json.loads(row["labels"])["车牌属性"]["车牌位置"] == sample["objects"]["bbox"][0]
+        if "raw_response" in row:  # the untrained model wrote a box under schema decoding: it was mapped
+            raw, answer = json.loads(row["raw_response"]), json.loads(row["response"])
+            for before, after in zip(_plates(raw), _plates(answer)):
+                if isinstance(before.get("车牌位置"), list):
+                    assert after["车牌位置"] == to_original(before["车牌位置"], WIDTH, HEIGHT, "none", TINY_MAX_PIXELS)
+
+    # the trained answers, in the model's numbers, through infer's finishing step with infer's real command line
+    settings = InferenceSettings(adapters=str(run_dir))
+    argv, env = build_infer_command(settings, dataset=str(data), result_path=tmp_path / "unused.jsonl")
+    assert env["MAX_PIXELS"] == str(TINY_MAX_PIXELS)
+    answers = tmp_path / "model_answers.jsonl"
+    known = [(sample, text.removesuffix("<|im_end|>")) for sample, text, _ in targets]
+    write_jsonl(answers, [{**rows[0], "response": text, "images": sample["images"], "labels": sample["messages"][1][
+        "content"]} for sample, text in known])
+    mapped = tmp_path / "mapped.jsonl"
+    transform = box_transform(answers, None, argv, env, settings, len(known))
+    record_decoding(answers, mapped, "free", transform=transform)
+    for (sample, text), row in zip(known, _read(mapped)):
+        box = sample["objects"]["bbox"][0]
+        got = json.loads(row["response"])["车牌属性"]["车牌位置"]
+        unit = WIDTH / seen[0], HEIGHT / seen[1]
+        assert all(abs(a - b) <= unit[k % 2] / 2 + 1 for k, (a, b) in enumerate(zip(got, box))), (got, box)
+        assert row["raw_response"] == text and row["box_mapping"]["box_convention"] == "none"
+        assert row["box_mapping"]["max_pixels"] == TINY_MAX_PIXELS
