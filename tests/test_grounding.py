@@ -282,3 +282,19 @@ def test_grounding_train_and_infer_map_boxes_back_to_original_pixels(tmp_path, t
         assert all(abs(a - b) <= unit[k % 2] / 2 + 1 for k, (a, b) in enumerate(zip(got, box))), (got, box)
         assert row["raw_response"] == text and row["box_mapping"]["box_convention"] == "none"
         assert row["box_mapping"]["max_pixels"] == TINY_MAX_PIXELS
+
+    # plates predict on the same images: grounding is on by itself for this adapter (auto), boxes mapped the same way
+    from plates.grounding import trained_with_grounding
+
+    assert trained_with_grounding(str(run_dir)) and not trained_with_grounding(str(tiny_model_dir))
+    predictions = tmp_path / "predictions.jsonl"
+    assert main(["predict", str(tmp_path / "ccpd"), "-o", str(predictions), "--adapters", str(run_dir),
+                 "--max-new-tokens", "48"]) == 0
+    lines = _read(predictions)
+    assert len(lines) == len(BOXES)
+    for line in lines:
+        if "raw_response" in line:
+            raw = json.loads(line["raw_response"])
+            for before, after in zip(_plates(raw), _plates(json.loads(line["response"]))):
+                if isinstance(before.get("车牌位置"), list):
+                    assert after["车牌位置"] == to_original(before["车牌位置"], WIDTH, HEIGHT, "none", TINY_MAX_PIXELS)
