@@ -160,7 +160,8 @@ def to_original(box: Iterable[float], width: int, height: int, convention: str, 
             clip(x2 * width / scale_w, width), clip(y2 * height / scale_h, height)]
 
 
-def _is_box(value: Any) -> bool:
+def is_box(value: Any) -> bool:
+    """Whether ``value`` is four finite numbers (a box to map or keep; schema validity is checked elsewhere)."""
     return (type(value) is list and len(value) == 4
             and all(type(v) in (int, float) and v == v and abs(v) != float("inf") for v in value))
 
@@ -173,7 +174,7 @@ def answer_to_original(answer: Any, width: int, height: int, convention: str, ma
     if not isinstance(answer, dict) or PLATE_BOX is None:
         return answer, 0
     for plate in plates_of_answer(answer):
-        if _is_box(plate.get(PLATE_BOX)):
+        if is_box(plate.get(PLATE_BOX)):
             plate[PLATE_BOX] = to_original(plate[PLATE_BOX], width, height, convention, max_pixels, factor)
             mapped += 1
     return answer, mapped

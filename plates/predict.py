@@ -171,7 +171,8 @@ def collect_inputs(inputs: Iterable[str], exclude: Iterable[Path] = ()) -> tuple
 def describe_answer(response: Any, validator: Any = None) -> dict[str, Any]:
     """The parsed, schema-checked and normalised form of one raw response."""
     from plates.evaluate import parse_response
-    from plates.labels import PLATE_GROUP, VEHICLE_GROUP, normalise_plate, normalise_vehicle, plates_of_answer
+    from plates.grounding import is_box
+    from plates.labels import PLATE_BOX, PLATE_GROUP, VEHICLE_GROUP, answer_from_labels, plates_of_answer
     from plates.schema import answer_validator
 
     parsed = parse_response(response)
@@ -185,8 +186,9 @@ def describe_answer(response: Any, validator: Any = None) -> dict[str, Any]:
     answer = None
     if isinstance(value, dict):
         vehicle = value.get(VEHICLE_GROUP) if isinstance(value.get(VEHICLE_GROUP), dict) else {}
-        plates = [normalise_plate(p) for p in plates_of_answer(value)]
-        answer = {VEHICLE_GROUP: normalise_vehicle(vehicle), PLATE_GROUP: plates[0] if len(plates) == 1 else plates}
+        plates = plates_of_answer(value)
+        answer = answer_from_labels({VEHICLE_GROUP: vehicle, PLATE_GROUP: plates},  # a well-formed box is kept
+                                    boxes=[p.get(PLATE_BOX) if is_box(p.get(PLATE_BOX)) else None for p in plates])
     return {"answer": answer, "parse_method": parsed.method, "schema_valid": not violations, "violations": violations}
 
 
