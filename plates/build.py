@@ -21,6 +21,10 @@ Tasks (one sample each):
   ``describe`` prompts carried the labels to the teacher, so the student's question comes from
   ``DESCRIBE_QUESTIONS`` (picked by a hash of seed and image); ``caption``/``fuse`` keep the teacher's own
   label-free question (``CAPTION_QUESTIONS`` when it has none).
+* ``--grounding``: the extraction target also gives each plate's box, ``"车牌位置": <bbox>`` (ms-swift's tag), with
+  the box in original pixels in the sample's ``objects`` (``{"ref": [], "bbox": [[x1, y1, x2, y2], …],
+  "bbox_type": "real"}``), under ``GROUNDING_PROMPT``; ms-swift writes it in the model's convention
+  (:mod:`plates.grounding`). Off by default: without it no target carries a box.
 * ``reason`` — chain of thought: ``REASON_PROMPT`` → ``REASONING + "\\n\\n" + JSON answer``. The JSON answer is
   always the final paragraph, on one line, so an evaluator takes the text after the last blank line
   (``split_reasoning``).
@@ -49,9 +53,11 @@ from plates.errors import UserError
 from plates.contracts import DatasetLayout
 from plates.grpo import grpo_row
 from plates.io import check_input_file, check_output_dir, guard_outputs, iter_jsonl, replace_file_set, write_json
-from plates.labels import PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels
+from plates.labels import (
+    PLATE_BOX, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels,
+)
 from plates.outputs import input_path, output_dir
-from plates.records import iter_records, resolve_image
+from plates.records import iter_records, plate_boxes, resolve_image
 from plates.build_output import (  # noqa: F401 - the helpers that moved there are still importable from here
     Dataset, FileSink, LabelTally, ListSink, check_warning_codes, earlier_sources, file_sha256, labels_version,
     merged_dataset_info, sharegpt_dataset_info, to_sharegpt,
@@ -66,9 +72,11 @@ SPLIT_METHOD = ("whole vehicles; vehicles walked in the order of blake2b(seed, v
                 "while that brings its stratum closer to val_ratio of its records")
 
 
-def _answer_skeleton() -> str:
+def _answer_skeleton(grounding: bool = False) -> str:
     vehicle = ", ".join(f'"{f}": "…"' for f in VEHICLE_FIELDS)
     plate = ", ".join(f'"{f}": "…"' for f in PLATE_FIELDS)
+    if grounding:
+        plate += f', "{PLATE_BOX}": [x1, y1, x2, y2]'
     return f'{{"{VEHICLE_GROUP}": {{{vehicle}}}, "{PLATE_GROUP}": {{{plate}}}}}'
 
 
@@ -76,6 +84,8 @@ _RULES = (f"无法确定的属性填“{UNKNOWN}”;图中没有车牌时{PLATE_
           f"有多块车牌时{PLATE_GROUP}为由这些对象组成的列表。")
 
 EXTRACTION_PROMPT = (f"请识别图片中车辆和车牌的属性,只输出一个JSON对象,格式为:{_answer_skeleton()}。" + _RULES)
+GROUNDING_PROMPT = (f"请识别图片中车辆和车牌的属性,并给出每块车牌在图中的位置,只输出一个JSON对象,格式为:"
+                    f"{_answer_skeleton(grounding=True)}。" + _RULES + f"{PLATE_BOX}为车牌的左上角和右下角坐标。")
 REASON_PROMPT = (f"请识别图片中车辆和车牌的属性。先用一段话说明判断依据,然后空一行,"
                  f"在最后一行输出一个JSON对象,格式为:{_answer_skeleton()}。" + _RULES)
 DESCRIBE_QUESTIONS = (
@@ -99,6 +109,20 @@ _OUTPUT_NAMES = ("train.jsonl", "val.jsonl", "val_records.jsonl", "stats.json",
 def answer_text(labels: dict[str, Any]) -> str:
     """The assistant text of the extraction task: the canonical answer as one line of JSON."""
     return json.dumps(answer_from_labels(labels), ensure_ascii=False)
+
+
+def grounding_target(record: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """(assistant text, ms-swift ``objects`` or None) of a grounding extraction sample: each plate with a box gets
+    ``"车牌位置": <bbox>``, its box (original pixels) goes to ``objects.bbox`` in the same order."""
+    from plates.grounding import BBOX_TAG
+
+    boxes = [box if isinstance(box, list) and len(box) == 4 else None for box in plate_boxes(record) or []]
+    if not any(box is not None for box in boxes):
+        return answer_text(record["labels"]), None
+    tagged = json.dumps(answer_from_labels(record["labels"], boxes=[BBOX_TAG if b else None for b in boxes]),
+                        ensure_ascii=False)
+    text = tagged.replace(f'"{PLATE_BOX}": "{BBOX_TAG}"', f'"{PLATE_BOX}": {BBOX_TAG}')
+    return text, {"ref": [], "bbox": [[int(v) for v in b] for b in boxes if b is not None], "bbox_type": "real"}
 
 
 def cot_target(reasoning: str, answer: str) -> str:
@@ -211,6 +235,7 @@ class BuildOptions:
     relative_to: str | None = None
     exclude_warnings: tuple[str, ...] = ()
     grpo: bool = False
+    grounding: bool = False
 
     def validate(self) -> None:
         if not 0 <= self.val_ratio < 1:
@@ -233,11 +258,18 @@ def image_path_for(record: dict[str, Any], records_file: str | Path | None, rela
 
 
 def record_samples(record: dict[str, Any], image: str, entries: Iterable[dict[str, Any]],
-                   seed: int, grpo: bool = False) -> list[dict[str, Any]]:
+                   seed: int, grpo: bool = False, grounding: bool = False) -> list[dict[str, Any]]:
     """Every sample one record gives, in the order they are written: extraction, then its chosen descriptions.
     The single place where samples are made, one record at a time (a per-sample transformation goes here).
-    ``grpo``: the extraction sample as a GRPO row (``plates.grpo.grpo_row``: the answer in ``solution``)."""
-    samples = [make_sample(EXTRACTION_PROMPT, answer_text(record["labels"]), image)]
+    ``grpo``: the extraction sample as a GRPO row (``plates.grpo.grpo_row``: the answer in ``solution``).
+    ``grounding``: the extraction sample asks for and gives the plate boxes (:func:`grounding_target`)."""
+    if grounding:
+        text, objects = grounding_target(record)
+        samples = [make_sample(GROUNDING_PROMPT, text, image)]
+        if objects is not None:
+            samples[0]["objects"] = objects
+    else:
+        samples = [make_sample(EXTRACTION_PROMPT, answer_text(record["labels"]), image)]
     if grpo:
         return [grpo_row(samples[0])]
     for entry in entries:
@@ -302,11 +334,16 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
     task_counts = {"train": Counter(), "val": Counter()}
     records_per_side = Counter()
     tallies = {"train": LabelTally(), "val": LabelTally()}
+    grounded, grounded_records = Counter(), Counter()
     for candidate, record, val in walk_plan(plan, records, records_file):
         side = "val" if val else "train"
         entries = per_record.pop(candidate, ())
         samples = record_samples(record, image_path_for(record, records_file, options.relative_to), entries,
-                                 options.seed, grpo=options.grpo)
+                                 options.seed, grpo=options.grpo, grounding=options.grounding)
+        if options.grounding:
+            boxed = len(samples[0].get("objects", {}).get("bbox", ()))
+            grounded[side] += boxed
+            grounded_records[side] += boxed > 0
         task_counts[side]["extract"] += 1
         for entry in entries:
             task_counts[side][entry["mode"]] += 1
@@ -337,11 +374,27 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
         "prompts": {"extract": EXTRACTION_PROMPT, "reason": REASON_PROMPT},
         **({"layout": "grpo: messages (user turn) + images + solution (the reference answer)"}
            if options.grpo else {}),
+        **({"grounding": grounding_stats(grounded, grounded_records)} if options.grounding else {}),
         "records": dict(sorted(plan.problems.counts.items())),
         "record_problems": plan.problems.ordered_examples(),
         "descriptions": dict(sorted(desc_counts.items())) if desc_counts is not None else None,
         "splits": {"train": split_stats("train"), "val": split_stats("val")},
     }
+
+
+def grounding_stats(plates: Counter, records: Counter) -> dict[str, Any]:
+    """stats.json's ``grounding`` block (only in grounding builds): what the targets hold and how ms-swift turns
+    it into the model's coordinates; `plates train` reads ``env``."""
+    from plates.grounding import BBOX_FORMAT_ENV, BBOX_TAG
+
+    return {"on": True, "field": PLATE_BOX, "prompt": GROUNDING_PROMPT,
+            "target": f'"{PLATE_BOX}": {BBOX_TAG} in the JSON answer; objects.bbox in original-image pixels, '
+                      'bbox_type real',
+            "convention": "ms-swift's template norm_bbox: Qwen2.5-VL 'none' (pixels of the image after ms-swift's "
+                          "max_pixels rescale and smart_resize), Qwen2-VL and Qwen3-VL 'norm1000' (0-1000)",
+            "env": dict(BBOX_FORMAT_ENV),
+            "plates_with_box": {"train": plates["train"], "val": plates["val"]},
+            "records_with_box": {"train": records["train"], "val": records["val"]}}
 
 
 def build_dataset(records: list[dict[str, Any]], options: BuildOptions, records_file: str | Path | None = None,
@@ -413,6 +466,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpo", action="store_true",
                         help="rows for GRPO (`plates train --preset qwen2_5_vl_7b_grpo`): the user turn with the "
                              "image and the reference answer in a 'solution' column (plates.grpo); extraction only")
+    parser.add_argument("--grounding", action="store_true",
+                        help=f"train plate location: extraction targets add each plate's box ({PLATE_BOX}, from "
+                             "the records' plate_geometry, e.g. CCPD) through ms-swift's grounding support, in the "
+                             "model's own coordinates (plates.grounding); default off")
     parser.add_argument("--dataset-name", default="plates",
                         help="prefix of the dataset_info.json entries: NAME_train, NAME_val (default plates)")
 
@@ -435,8 +492,13 @@ Chain-of-thought targets ('reason' mode) are: reasoning, a blank line, then the 
         val_ratio=args.val_ratio, seed=args.seed, stratify=args.stratify,
         ratios={m: getattr(args, f"{m}_ratio") for m in DESCRIPTION_MODES},
         allow_flagged=args.allow_flagged, val_all_tasks=args.val_all_tasks, relative_to=args.relative_to,
-        exclude_warnings=tuple(args.exclude_warning), grpo=args.grpo)
+        exclude_warnings=tuple(args.exclude_warning), grpo=args.grpo, grounding=args.grounding)
     options.validate()
+    if args.grounding and args.grpo:
+        raise UserError("--grounding and --grpo: GRPO rows do not carry boxes yet; leave out one of them")
+    if args.grounding and args.format != "swift":
+        raise UserError("--grounding writes ms-swift grounding samples (<bbox> tags and objects), which the "
+                        "sharegpt files cannot carry: leave out --format sharegpt")
     if args.grpo and (args.descriptions or args.format != "swift"):
         raise UserError("--grpo writes ms-swift rows of the extraction task only (its answers are verifiable): "
                         "leave out --descriptions and --format sharegpt")
@@ -478,6 +540,10 @@ def summary(stats: dict[str, Any], files: dict[str, Path]) -> str:
         lines.append(f"  {key}, e.g. {examples[0]}")
     if stats["splits"]["val"]["records"] == 0:
         lines.append("warning: validation split is empty (one vehicle only, or --val-ratio 0)")
+    if stats.get("grounding"):
+        g = stats["grounding"]
+        lines.append(f"grounding: {g['plates_with_box']['train']} train / {g['plates_with_box']['val']} val plates "
+                     f"with a box ({g['records_with_box']['train']} / {g['records_with_box']['val']} records)")
     if isinstance(stats["image_paths"], dict):
         lines.append(f"image paths are relative: run ms-swift with {stats['image_paths']['resolve_with']}")
     lines.append("wrote " + ", ".join(str(p) for p in files.values()))

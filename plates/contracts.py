@@ -69,6 +69,15 @@ def dataset_image_root(folder: str | os.PathLike) -> str | None:
     return stats.image_root if stats else None
 
 
+def dataset_grounding_env(folder: str | os.PathLike) -> dict[str, str]:
+    """The environment a `plates build --grounding` dataset needs in ms-swift (its stats.json's ``grounding.env``:
+    ``QWENVL_BBOX_FORMAT=new``, boxes as JSON lists); {} for other datasets."""
+    stats = DatasetLayout.of(folder).read_stats()
+    block = stats.data.get("grounding") if stats else None
+    env = block.get("env") if isinstance(block, dict) else None
+    return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+
+
 @dataclass
 class TeacherLine:
     """One `plates teach` output line (one record and mode). ``key`` is the resume key; ``verdict`` is ``ok`` or

@@ -15,7 +15,10 @@ inference backend can take:
   ``max_new_tokens`` the processor also closes every answer in time (see :class:`SchemaLogitsProcessor`).
 * ``vllm``: ms-swift forwards only ``structured_outputs_regex``, so the schema becomes a regular expression
   through outlines-core's ``build_regex_from_schema`` (the JSON-schema-to-regex translation that Outlines and
-  vLLM's own outlines backend use), never a hand-written one.
+  vLLM's own outlines backend use), never a hand-written one. outlines-core ignores an integer's ``minimum`` and
+  ``maximum``; the optional plate box's integers (0..99999) are given to it as ``maxDigits`` and the one
+  fragment it makes of them loses its minus sign (:func:`_regex_of`), so the regex admits exactly the schema's
+  integers.
 
 Both forms constrain the same answer: json.dumps' separators (``", "`` and ``": "``, what ``plates build``
 teaches), no other whitespace for xgrammar and at most one space between tokens for the regex; the open string
@@ -37,6 +40,7 @@ import functools
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -116,6 +120,8 @@ def decoding_schema(schema: dict[str, Any]) -> dict[str, Any]:
             out.pop("if")
         if "pattern" in out and "maxLength" in out:
             out.pop("maxLength")
+        if out.get("type") == "integer" and out.get("minimum") == 0 and _is_digits_bound(out.get("maximum")):
+            out["maxDigits"] = len(str(out["maximum"]))
         return out
 
     result = rewrite(copy.deepcopy(schema))
@@ -130,11 +136,24 @@ def _schema_text(path: str | os.PathLike) -> str:
     return json.dumps(decoding_schema(load_schema(path)), ensure_ascii=False, sort_keys=False)
 
 
+def _is_digits_bound(value: Any) -> bool:
+    """Whether ``value`` is 9, 99, 999, …: a maximum that a count of digits states exactly."""
+    return type(value) is int and value > 0 and set(str(value)) == {"9"}
+
+
 @functools.lru_cache(maxsize=8)
 def _regex_of(schema_text: str) -> str:
+    """outlines-core's regex of a decoding schema; a non-negative integer bounded by ``maxDigits`` (which
+    outlines-core writes as ``(-)?(0|[1-9][0-9]{0,N})``, ignoring ``minimum``) loses its optional minus sign."""
     from outlines_core.json_schema import build_regex_from_schema
 
-    return build_regex_from_schema(schema_text, REGEX_WHITESPACE)
+    regex = build_regex_from_schema(schema_text, REGEX_WHITESPACE)
+    for digits in sorted({int(d) for d in re.findall(r'"maxDigits": (\d+)', schema_text)}):
+        signed = f"(-)?(0|[1-9][0-9]{{0,{digits - 1}}})"
+        if signed not in regex:
+            raise RuntimeError(f"outlines-core no longer writes {signed} for a bounded integer; update _regex_of")
+        regex = regex.replace(signed, f"(0|[1-9][0-9]{{0,{digits - 1}}})")
+    return regex
 
 
 def schema_regex(schema_path: str | os.PathLike | None = None) -> str:
@@ -308,10 +327,12 @@ def install_swift_hook(schema_path: str | os.PathLike) -> None:
     Template.prepare_generate_kwargs = prepare_generate_kwargs
 
 
-def record_decoding(source: str | os.PathLike, target: str | os.PathLike, decoding: str) -> int:
+def record_decoding(source: str | os.PathLike, target: str | os.PathLike, decoding: str,
+                    transform: Any = None) -> int:
     """Copy a results JSONL to ``target`` (atomically) with ``"decoding": MODE`` added to every line, so that
     ``plates eval`` can report how the answers were decoded; returns the line count. A line that is not a JSON
-    object is copied unchanged (``plates eval`` reports it)."""
+    object is copied unchanged (``plates eval`` reports it). ``transform(row, index)`` (e.g. plate boxes back to
+    original pixels, :mod:`plates.grounding`) returns each object line's new form first."""
     from plates.io import atomic_write, dump_json_line
 
     count = 0
@@ -325,6 +346,8 @@ def record_decoding(source: str | os.PathLike, target: str | os.PathLike, decodi
             except json.JSONDecodeError:
                 row = None
             if isinstance(row, dict):
+                if transform is not None:
+                    row = transform(row, count - 1)
                 row["decoding"] = decoding
                 out.write(dump_json_line(row))
             else:
@@ -336,7 +359,8 @@ def record_decoding(source: str | os.PathLike, target: str | os.PathLike, decodi
 
 def is_extraction_sample(sample: Any) -> bool:
     """Whether a dataset sample asks for the bare JSON answer: no chain-of-thought prompt and, when it carries a
-    reference answer, one that is a JSON object (a ``reason`` target is text, a blank line, then the JSON)."""
+    reference answer, one that is a JSON object (a ``reason`` target is text, a blank line, then the JSON; a
+    grounding target is JSON with ``<bbox>`` tags)."""
     from plates.build import REASON_PROMPT
 
     messages = sample.get("messages") if isinstance(sample, dict) else None
@@ -347,8 +371,10 @@ def is_extraction_sample(sample: Any) -> bool:
         return False
     last = messages[-1]
     if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
-        try:
-            return isinstance(json.loads(last["content"]), dict)
+        from plates.grounding import BBOX_TAG
+
+        try:  # a grounding target holds ms-swift's <bbox> tags where its boxes go
+            return isinstance(json.loads(last["content"].replace(BBOX_TAG, "[0, 0, 0, 0]")), dict)
         except json.JSONDecodeError:
             return False
     return True

@@ -293,12 +293,42 @@ def run_infer(output: str | os.PathLike, settings: InferenceSettings | None = No
                       "so results no longer line up with the dataset by position", file=sys.stderr)
         from plates.decoding import DEFAULT_MODE, record_decoding
 
-        record_decoding(produced, output, settings.decoding or DEFAULT_MODE)
+        transform = box_transform(produced, dataset, argv, env, settings, answered)
+        record_decoding(produced, output, settings.decoding or DEFAULT_MODE, transform=transform)
         print(f"plates infer: {answered} results -> {output} in {run.seconds:.0f} s (ms-swift log: {log_path})",
               file=sys.stderr)
         return 0
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def box_transform(produced: Path, dataset: str | None, argv: list[str], env: dict[str, str],
+                  settings: InferenceSettings, answered: int) -> Any:
+    """``record_decoding``'s transform when results hold plate boxes (:mod:`plates.grounding`): each answer's
+    ``车牌位置`` back to original pixels (the model's text kept in ``raw_response``), ``<bbox>`` tags in the labels
+    filled from the dataset's ``objects``; None (rows copied as they are) when no line has a box."""
+    from plates.grounding import BBOX_TAG, mapper_for_command
+    from plates.labels import PLATE_BOX
+
+    with open(produced, encoding="utf-8", errors="replace") as handle:
+        if PLATE_BOX is None or not any(PLATE_BOX in line or BBOX_TAG in line for line in handle):
+            return None
+    mapper = mapper_for_command(argv, env, settings.adapters, settings.model)
+    source = dataset_file(dataset) if dataset else next(iter(_trained_val_files(
+        [str(checkpoint_dir(settings.adapters))] if settings.adapters else None)), None)
+    samples = None
+    if source is not None and count_samples(source) == answered:
+        samples = [row for _, row in iter_jsonl(source, [])]
+    if mapper.convention is None:
+        print("plates infer: warning: cannot tell the model's box convention (pass --template); boxes are left "
+              "as the model wrote them", file=sys.stderr)
+    else:
+        print(f"plates infer: note: boxes mapped to original pixels ({mapper.convention} convention, max_pixels "
+              f"{mapper.max_pixels}); the model's text is kept in raw_response", file=sys.stderr)
+
+    def transform(row: dict[str, Any], index: int) -> dict[str, Any]:
+        return mapper.row(row, samples[index] if samples is not None and index < len(samples) else None)
+    return transform
 
 
 # ---- CLI ------------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ PLATE_GROUP = "车牌属性"
 GROUPS = (VEHICLE_GROUP, PLATE_GROUP)
 PLATE_NUMBER = "车牌号码"
 UNKNOWN = "未知"
-KINDS = ("closed", "open", "free_text")
+KINDS = ("closed", "open", "free_text", "box")
 
 _SEPARATORS = re.compile(r"[\s\-_.·•・]+")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -41,13 +41,18 @@ def labels_dir() -> Path:
 @dataclass(frozen=True)
 class FieldSpec:
     """One row of the field table: ``name`` (the answer key), ``group``, ``slug`` (ASCII, for code, templates and
-    file names), ``kind`` (closed, open or free_text) and ``order`` (position in answers, from the file order)."""
+    file names), ``kind`` (closed, open, free_text or box) and ``order`` (position in answers, from the file order).
+
+    ``optional`` fields (the plate box ``车牌位置``, kind ``box``: ``[x1, y1, x2, y2]`` integers, original-image
+    pixels) may be left out of an answer; they are not in :data:`FIELDS`, so per-field scoring, prompts and
+    label tallies stay as they were, and an answer carries them only when asked (``answer_from_labels(boxes=…)``)."""
 
     name: str
     group: str
     slug: str
     kind: str
     order: int
+    optional: bool = False
 
 
 def _field_kind(spec: dict[str, Any]) -> str:
@@ -66,16 +71,21 @@ def read_field_table(directory: str | Path | None = None) -> tuple[FieldSpec, ..
     for order, (name, spec) in enumerate((data.get("fields") or {}).items()):
         if spec.get("group") not in GROUPS:
             raise ValueError(f"{path}: field {name} has group {spec.get('group')!r}, not one of {', '.join(GROUPS)}")
+        kind, optional = _field_kind(spec), bool(spec.get("optional", False))
+        if kind == "box" and (not optional or spec["group"] != PLATE_GROUP):
+            raise ValueError(f"{path}: box field {name} must be an optional {PLATE_GROUP} field")
         table.append(FieldSpec(name=name, group=spec["group"], slug=str(spec.get("slug") or name),
-                               kind=_field_kind(spec), order=order))
+                               kind=kind, order=order, optional=optional))
     if PLATE_NUMBER not in {f.name for f in table}:
         raise ValueError(f"{path}: the field table needs {PLATE_NUMBER} (plate checks and scoring key on it)")
     return tuple(table)
 
 
 FIELD_TABLE = read_field_table()
-VEHICLE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == VEHICLE_GROUP)
-PLATE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == PLATE_GROUP)
+VEHICLE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == VEHICLE_GROUP and not f.optional)
+PLATE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == PLATE_GROUP and not f.optional)
+OPTIONAL_PLATE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == PLATE_GROUP and f.optional)
+PLATE_BOX = next((f.name for f in FIELD_TABLE if f.kind == "box"), None)  # 车牌位置, None in a table without one
 FIELDS = VEHICLE_FIELDS + PLATE_FIELDS
 SLUGS = {f.name: f.slug for f in FIELD_TABLE}
 
@@ -368,15 +378,28 @@ def normalise_plate(raw: dict[str, Any]) -> dict[str, str]:
     return {f: normalise(f, raw.get(f)).value for f in PLATE_FIELDS}
 
 
-def answer_from_labels(labels: dict[str, Any]) -> dict[str, Any]:
+def answer_from_labels(labels: dict[str, Any], boxes: list[Any] | None = None) -> dict[str, Any]:
     """The JSON answer the model is taught for a record's labels (schema: ``eval/answer.schema.json``).
 
     One plate gives the seed's shape, ``"车牌属性": {...}``; no plate gives ``[]`` and several plates a list of
     objects, so single-plate answers stay exactly as in the seed while every image still has one valid answer.
+    ``boxes`` (grounding only; ``plates.records.plate_boxes``): one entry per plate, a box or None; a plate with a
+    box gets :data:`PLATE_BOX` (any value, e.g. ms-swift's ``<bbox>`` tag) at its place in the field table.
+    Without ``boxes`` no answer carries a box.
     """
     vehicle = normalise_vehicle(labels.get(VEHICLE_GROUP) or {})
     plates = [normalise_plate(p) for p in labels.get(PLATE_GROUP) or []]
+    if boxes is not None and PLATE_BOX is not None:
+        plates = [_with_box(plate, box) for plate, box in zip(plates, [*boxes, *[None] * len(plates)])]
     return {VEHICLE_GROUP: vehicle, PLATE_GROUP: plates[0] if len(plates) == 1 else plates}
+
+
+def _with_box(plate: dict[str, Any], box: Any) -> dict[str, Any]:
+    """``plate`` with ``PLATE_BOX: box`` inserted at the box field's place in the table (None: unchanged)."""
+    if box is None:
+        return plate
+    order = [f.name for f in FIELD_TABLE if f.group == PLATE_GROUP and (f.name in plate or f.name == PLATE_BOX)]
+    return {name: box if name == PLATE_BOX else plate[name] for name in order}
 
 
 def plates_of_answer(answer: dict[str, Any]) -> list[dict[str, Any]]:

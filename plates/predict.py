@@ -171,7 +171,8 @@ def collect_inputs(inputs: Iterable[str], exclude: Iterable[Path] = ()) -> tuple
 def describe_answer(response: Any, validator: Any = None) -> dict[str, Any]:
     """The parsed, schema-checked and normalised form of one raw response."""
     from plates.evaluate import parse_response
-    from plates.labels import PLATE_GROUP, VEHICLE_GROUP, normalise_plate, normalise_vehicle, plates_of_answer
+    from plates.grounding import is_box
+    from plates.labels import PLATE_BOX, PLATE_GROUP, VEHICLE_GROUP, answer_from_labels, plates_of_answer
     from plates.schema import answer_validator
 
     parsed = parse_response(response)
@@ -185,8 +186,9 @@ def describe_answer(response: Any, validator: Any = None) -> dict[str, Any]:
     answer = None
     if isinstance(value, dict):
         vehicle = value.get(VEHICLE_GROUP) if isinstance(value.get(VEHICLE_GROUP), dict) else {}
-        plates = [normalise_plate(p) for p in plates_of_answer(value)]
-        answer = {VEHICLE_GROUP: normalise_vehicle(vehicle), PLATE_GROUP: plates[0] if len(plates) == 1 else plates}
+        plates = plates_of_answer(value)
+        answer = answer_from_labels({VEHICLE_GROUP: vehicle, PLATE_GROUP: plates},  # a well-formed box is kept
+                                    boxes=[p.get(PLATE_BOX) if is_box(p.get(PLATE_BOX)) else None for p in plates])
     return {"answer": answer, "parse_method": parsed.method, "schema_valid": not violations, "violations": violations}
 
 
@@ -248,10 +250,11 @@ def settings_fingerprint(options: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def sample(candidate: Candidate) -> dict[str, Any]:
-    from plates.build import EXTRACTION_PROMPT, IMAGE_TAG
+def sample(candidate: Candidate, grounding: bool = False) -> dict[str, Any]:
+    from plates.build import EXTRACTION_PROMPT, GROUNDING_PROMPT, IMAGE_TAG
 
-    return {"messages": [{"role": "user", "content": IMAGE_TAG + EXTRACTION_PROMPT}], "images": [candidate.path]}
+    prompt = GROUNDING_PROMPT if grounding else EXTRACTION_PROMPT
+    return {"messages": [{"role": "user", "content": IMAGE_TAG + prompt}], "images": [candidate.path]}
 
 
 def _result_image(row: dict[str, Any]) -> str:
@@ -279,11 +282,11 @@ class Answers:
     filed under another image whatever order the ranks' answers arrive in."""
 
     def __init__(self, pending: list[Candidate], result: Path, *, log: Any, summary: "PredictSummary",
-                 settings: str, decoding: str, bar: Any):
+                 settings: str, decoding: str, bar: Any, mapper: Any = None):
         from plates.schema import answer_validator
 
         self.pending, self.result, self.log, self.summary = pending, result, log, summary
-        self.settings, self.decoding, self.bar = settings, decoding, bar
+        self.settings, self.decoding, self.bar, self.mapper = settings, decoding, bar, mapper
         self.validator = answer_validator()
         self.index = {os.path.normpath(c.path): i for i, c in enumerate(pending)}
         self.answered: set[int] = set()
@@ -329,9 +332,10 @@ class Answers:
             self.answered.add(number)
             candidate = self.pending[number]
             response = row.get("response")
-            described = describe_answer(response, self.validator)
+            boxes = self.mapper.prediction(response, candidate.path) if self.mapper else {}
+            described = describe_answer(boxes.get("response", response), self.validator)
             lines.append({"key": candidate.key, "image": candidate.path, "sha256": candidate.sha256, **described,
-                          "response": response, "confidence": _confidences(response, row),
+                          "response": response, **boxes, "confidence": _confidences(response, row),
                           "decoding": self.decoding, "settings": self.settings})
             self.summary.parsed += described["answer"] is not None
             self.summary.schema_valid += described["schema_valid"]
@@ -375,10 +379,12 @@ def engine_segments(pending: list[Candidate], logprobs: bool) -> list[list[Candi
 
 def run_predict(inputs: list[str], output: str | os.PathLike, settings: InferenceSettings | None = None, *,
                 chunk_size: int = DEFAULT_CHUNK, rejects: str | os.PathLike | None = None, dry_run: bool = False,
-                nodes: Nodes | None = None, verbose: bool = False, **values: Any) -> PredictSummary:
+                nodes: Nodes | None = None, verbose: bool = False, grounding: bool | None = None,
+                **values: Any) -> PredictSummary:
     """Answer every image in ``inputs`` into ``output`` (resumable), rejects into ``rejects``. ``settings`` (or
     its fields as keywords; predict's answer cap defaults to 512 tokens) say what answers and how, ``nodes``
-    how the run spreads over GPUs and machines."""
+    how the run spreads over GPUs and machines. ``grounding`` asks for plate boxes and maps them to original
+    pixels (:mod:`plates.grounding`); None: when the adapter's run trained on a `plates build --grounding` set."""
     from plates import swift_cli
     from plates.infer import build_infer_command, checkpoint_dir
     from plates.launch import check_gpus_present
@@ -401,7 +407,10 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
     check_output_file(log_path, "the ms-swift log")
 
     notes: list[str] = []
-    settings_key = settings_fingerprint({
+    from plates.grounding import mapper_for_command, trained_with_grounding
+
+    grounding = trained_with_grounding(adapters) if grounding is None else grounding
+    settings_key = settings_fingerprint({**({"grounding": True} if grounding else {}),
         "adapters": str(checkpoint_dir(adapters)) if adapters else None, "model": model, "decoding": decoding,
         "max_new_tokens": settings.max_new_tokens, "max_pixels": settings.max_pixels, "template": settings.template,
         "overrides": sorted(settings.overrides or [])})
@@ -426,6 +435,9 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
         argv, env = build_infer_command(settings, dataset=str(dataset), result_path=result, notes=notes,
                                         extra_options=extra)
         env.update(launch_env)
+        mapper = mapper_for_command(argv, env, adapters, model) if grounding else None
+        if mapper is not None:
+            notes.append(f"plate boxes asked for and mapped to original pixels ({mapper.convention} convention)")
         if launch_env.get("NPROC_PER_NODE") or nodes.several_machines:
             notes.append(f"{launch_env.get('NPROC_PER_NODE', '1')} process(es) per machine on {nodes.nnodes or 1} "
                          "machine(s): ms-swift shards each chunk over the ranks and rank 0 writes every answer")
@@ -449,10 +461,11 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
                 if worker:
                     pending = [c for c in candidates if c.key not in _read_keys(output)]
                     summary.skipped = len(candidates) - len(pending)
-                    _answer_as_worker(pending, dataset, argv, env, log_path, verbose, summary, settings.logprobs)
+                    _answer_as_worker(pending, dataset, argv, env, log_path, verbose, summary, settings.logprobs,
+                                      grounding)
                 else:
                     _answer(candidates, rejected, rejects, output, dataset, result, argv, env, log_path, verbose,
-                            summary, settings_key, settings, OutputLog)
+                            summary, settings_key, settings, OutputLog, mapper)
             except KeyboardInterrupt as exc:
                 signum = getattr(exc, "signum", None)
                 raise PredictInterrupted(signum if isinstance(signum, int) else signal.SIGINT, summary) from None
@@ -464,7 +477,8 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
 
 def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, output: Path, dataset: Path,
             result: Path, argv: list[str], env: dict[str, str], log_path: Path, verbose: bool,
-            summary: PredictSummary, settings_key: str, settings: InferenceSettings, output_log: Any) -> None:
+            summary: PredictSummary, settings_key: str, settings: InferenceSettings, output_log: Any,
+            mapper: Any = None) -> None:
     """The master's run: pending images through one `swift infer` per segment, answers appended as written."""
     log = output_log(output, "predict")
     try:
@@ -476,10 +490,10 @@ def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, ou
         summary.skipped = len(candidates) - len(pending)
         with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
             for segment in engine_segments(pending, settings.logprobs):
-                write_jsonl(dataset, (sample(c) for c in segment))
+                write_jsonl(dataset, (sample(c, mapper is not None) for c in segment))
                 result.unlink(missing_ok=True)
                 answers = Answers(segment, result, log=log, summary=summary, settings=settings_key,
-                                  decoding=settings.decoding, bar=bar)
+                                  decoding=settings.decoding, bar=bar, mapper=mapper)
                 with answers:
                     run = _run_engine(argv, env, log_path, verbose)
                 if answers.error is not None:
@@ -496,10 +510,11 @@ def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, ou
 
 
 def _answer_as_worker(pending: list[Candidate], dataset: Path, argv: list[str], env: dict[str, str],
-                      log_path: Path, verbose: bool, summary: PredictSummary, logprobs: bool) -> None:
+                      log_path: Path, verbose: bool, summary: PredictSummary, logprobs: bool,
+                      grounding: bool = False) -> None:
     """A machine of node rank > 0: it answers its share of each chunk; rank 0 gathers and writes every answer."""
     for segment in engine_segments(pending, logprobs):
-        write_jsonl(dataset, (sample(c) for c in segment))
+        write_jsonl(dataset, (sample(c, grounding) for c in segment))
         run = _run_engine(argv, env, log_path, verbose)
         if run.code != 0:
             raise UserError(f"swift infer exited with {run.code} (ms-swift log: {log_path})")
@@ -560,6 +575,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     add_distributed_arguments(parser, model_parallel_help="with several --gpus: one process spreading the model over "
                                                           "them (transformers) or vLLM tensor parallel, for a model "
                                                           "too large for one GPU")
+    parser.add_argument("--grounding", choices=("auto", "on", "off"), default="auto",
+                        help="ask for plate boxes (车牌位置) and map them to original pixels; auto: when the "
+                             "adapter's run trained on a `plates build --grounding` set (default)")
     parser.add_argument("--summary", metavar="PATH", help="also write the summary as JSON",
                         type=output_file("predict-summary"))
     parser.add_argument("--dry-run", action="store_true", help="check the inputs and print the launch; answer nothing")
@@ -586,11 +604,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.endpoint:
         from plates import predict_endpoint
 
+        if args.grounding == "on":
+            raise UserError("--grounding on works with --adapters/--model (ms-swift answers here), not --endpoint")
+
         return predict_endpoint.run(args)
     try:
         summary = run_predict(args.inputs, args.output, InferenceSettings.from_args(args), chunk_size=args.chunk_size,
                               rejects=args.rejects, dry_run=args.dry_run, nodes=Nodes.from_args(args),
-                              verbose=args.verbose)
+                              verbose=args.verbose, grounding={"on": True, "off": False}.get(args.grounding))
     except PredictInterrupted as stop:
         name = signal.Signals(stop.signum).name if stop.signum in set(signal.Signals) else str(stop.signum)
         print(f"plates predict: stopped by {name}; {stop.summary.answered} new answers kept in {stop.summary.out} "

@@ -31,7 +31,8 @@ from plates.errors import UserError
 from plates import resources
 from plates.io import atomic_write, check_output_file
 from plates.labels import (
-    PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, labels_dir, load_vocabularies,
+    FIELD_TABLE, OPTIONAL_PLATE_FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, labels_dir,
+    load_vocabularies,
 )
 from plates.outputs import output_file
 
@@ -62,6 +63,7 @@ STRING_BOUNDS: dict[str, tuple[str, int, int]] = {
     "车牌国家": (rf"A-Za-z{_CJK}\u00b7.'()-", 8, 2),
     "车牌号码": (rf"A-Z0-9{PLATE_CHARS}{_SCRIPTS}\u00b7.-", 10, 3),
 }
+BOX_MAX = 99_999  # largest box coordinate (five digits): guided decoding cannot write digits forever
 MAX_PLATES = 4  # per answer; bounds the array so a guided weak model cannot list plates until the token limit
 
 
@@ -91,7 +93,15 @@ def string_bounds(field: str) -> dict[str, Any]:
             "maxLength": longest * words + words - 1}
 
 
+def box_schema(field: str) -> dict[str, Any]:
+    """An optional box field: four integers ``[x1, y1, x2, y2]`` in 0..BOX_MAX (original-image pixels)."""
+    return {"type": "array", "description": f"{field}: [x1, y1, x2, y2], original-image pixels (optional)",
+            "items": {"type": "integer", "minimum": 0, "maximum": BOX_MAX}, "minItems": 4, "maxItems": 4}
+
+
 def _field_schema(field: str) -> dict[str, Any]:
+    if any(f.name == field and f.kind == "box" for f in FIELD_TABLE):
+        return box_schema(field)
     vocab = load_vocabularies()[field]
     if vocab.free_text:
         return {"type": "string", "description": f"{field}: as written on the plate, or '{UNKNOWN}'",
@@ -103,11 +113,15 @@ def _field_schema(field: str) -> dict[str, Any]:
     return {"type": "string", "description": f"{field}: one of the canonical values or '{UNKNOWN}'", "enum": values}
 
 
-def _group_schema(fields: tuple[str, ...], description: str) -> dict[str, Any]:
+def _group_schema(fields: tuple[str, ...], description: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A group's object: ``fields`` required, ``optional`` allowed; properties in field-table order (the order
+    answers write them, which guided decoding follows)."""
+    order = {f.name: f.order for f in FIELD_TABLE}
+    names = sorted((*fields, *optional), key=lambda name: order.get(name, len(order)))
     return {
         "type": "object",
         "description": description,
-        "properties": {field: _field_schema(field) for field in fields},
+        "properties": {field: _field_schema(field) for field in names},
         "required": list(fields),
         "additionalProperties": False,
     }
@@ -143,7 +157,9 @@ def build_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "$defs": {
             VEHICLE_DEF: _group_schema(VEHICLE_FIELDS, "The vehicle's four attributes."),
-            PLATE_DEF: _group_schema(PLATE_FIELDS, "One licence plate's six attributes."),
+            PLATE_DEF: _group_schema(PLATE_FIELDS, "One licence plate's six attributes"
+                                     + (f" and, optionally, {', '.join(OPTIONAL_PLATE_FIELDS)}."
+                                        if OPTIONAL_PLATE_FIELDS else "."), OPTIONAL_PLATE_FIELDS),
         },
     }
 

@@ -21,7 +21,9 @@ from typing import Any
 from plates.errors import Terminated, UserError
 from plates.io import check_output_dir, sha256_file, write_json
 from plates import grpo, resources, swift_cli
-from plates.contracts import DatasetLayout, dataset_image_root  # noqa: F401 - dataset_image_root: old home
+from plates.contracts import (  # noqa: F401 - dataset_image_root: old home
+    DatasetLayout, dataset_grounding_env, dataset_image_root,
+)
 from plates.outputs import input_path, output_dir
 from plates.swift_cli import parse_gpus  # noqa: F401 - its old home
 from plates.launch import add_distributed_arguments, distributed_env
@@ -262,6 +264,13 @@ def build_plan(preset: str, dataset: str | os.PathLike | None, *, model: str | N
     if image_root and "ROOT_IMAGE_DIR" not in environ and "ROOT_IMAGE_DIR" not in env:
         env["ROOT_IMAGE_DIR"] = image_root
         notes.append(f"the dataset's image paths are relative: ROOT_IMAGE_DIR={image_root}")
+    for key, value in (dataset_grounding_env(files[0].parent) if files else {}).items():
+        if environ.get(key, env.get(key, value)) != value:
+            raise UserError(f"the dataset was built with --grounding and needs {key}={value} "
+                            f"(boxes as JSON lists), but {key}={environ.get(key, env.get(key))!r} is set")
+        if key not in env:
+            env[key] = value
+            notes.append(f"grounding dataset: {key}={value}")
     dist = distributed_env(gpus, model_parallel=model_parallel, nnodes=nnodes, node_rank=node_rank,
                            master_addr=master_addr, master_port=master_port)
     if dist and "NPROC_PER_NODE" not in dist and gpus is not None:

@@ -30,6 +30,11 @@ def _answers(n: int, seed: int) -> list[dict]:
     every special plate shape in a one-plate, two-plate and no-plate answer."""
     rng = random.Random(seed)
     answers = [answer_from_labels(random_labels(rng, faults=0.3)) for _ in range(max(n, 1))]
+    for k in range(0, len(answers), 3):  # every third answer as `plates build --grounding` teaches it
+        count = len(answers[k][PLATE_GROUP]) if isinstance(answers[k][PLATE_GROUP], list) else 1
+        answers[k] = answer_from_labels(_labels_of(answers[k]), boxes=[
+            [rng.choice((0, rng.randrange(100000))) for _ in range(4)] if rng.random() < 0.8 else None
+            for _ in range(count)])
     base = answers[0][VEHICLE_GROUP]
     plate = {"车牌国家": "中国", "车牌省份": "未知", "车牌号码": "", "车牌颜色": "蓝色", "车牌层数": "单层车牌",
              "车牌用途": "未知"}
@@ -38,6 +43,23 @@ def _answers(n: int, seed: int) -> list[dict]:
         answers += [{VEHICLE_GROUP: base, PLATE_GROUP: one}, {VEHICLE_GROUP: base, PLATE_GROUP: [one, one]}]
     answers.append({VEHICLE_GROUP: base, PLATE_GROUP: []})
     return answers
+
+
+def _labels_of(answer: dict) -> dict:
+    plates = answer[PLATE_GROUP]
+    return {VEHICLE_GROUP: answer[VEHICLE_GROUP], PLATE_GROUP: [plates] if isinstance(plates, dict) else plates}
+
+
+BOXES_OUT_OF_BOUNDS = ("[1, 2, 3]", "[1, 2, 3, 4, 5]", "[100000, 2, 3, 4]", "[-1, 2, 3, 4]", "[1.5, 2, 3, 4]",
+                       "[01, 2, 3, 4]", '["1", 2, 3, 4]', "[]")
+
+
+def _with_box_text(answer: dict, box_text: str) -> str:
+    """The answer's JSON with its (single) plate's box written as ``box_text``."""
+    plate = answer[PLATE_GROUP]
+    text = json.dumps(answer_from_labels(_labels_of(answer), boxes=[[7, 8, 9, 10]]), ensure_ascii=False)
+    assert isinstance(plate, dict) and '"车牌位置": [7, 8, 9, 10]' in text
+    return text.replace('"车牌位置": [7, 8, 9, 10]', f'"车牌位置": {box_text}')
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +154,23 @@ def _corruptions(text: str, answer: dict, rng: random.Random) -> list[str]:
     if isinstance(plates, dict):
         out.append(json.dumps({VEHICLE_GROUP: vehicle, PLATE_GROUP: [plates] * 5}, ensure_ascii=False))
     return out
+
+
+def test_the_optional_box_is_accepted_with_and_without_and_bounded(regex):
+    """Answers with and without 车牌位置 are valid under the schema and the regex; a box that is not four integers
+    in 0..99999 is refused by both."""
+    validator = answer_validator(load_schema(schema_path()))
+    answers = _answers(300, seed=31)
+    with_box = [a for a in answers if "车牌位置" in json.dumps(a, ensure_ascii=False)]
+    assert len(with_box) > 50 and len(answers) - len(with_box) > 50
+    one = next(a for a in answers if isinstance(a[PLATE_GROUP], dict))
+    for text in (_with_box_text(one, "[0, 0, 99999, 99999]"), _with_box_text(one, "[12, 3, 140, 57]")):
+        assert validator.is_valid(json.loads(text)) and regex.fullmatch(text), text
+    for box in BOXES_OUT_OF_BOUNDS:
+        text = _with_box_text(one, box)
+        assert not regex.fullmatch(text), text
+        if box != "[01, 2, 3, 4]":  # not JSON at all
+            assert not validator.is_valid(json.loads(text)), text
 
 
 def test_regex_rejects_corrupted_answers(regex):
@@ -249,6 +288,9 @@ def test_grammar_enforces_the_bounds_the_schema_states(tiny_model_dir):
         assert not accepts(json.dumps(bad, ensure_ascii=False))
     assert accepts(json.dumps({VEHICLE_GROUP: vehicle, PLATE_GROUP: [plate] * 4}, ensure_ascii=False))
     assert not accepts(json.dumps(one, ensure_ascii=False, separators=(",", ":")))
+    assert accepts(_with_box_text(one, "[0, 5, 99999, 640]"))
+    for box in BOXES_OUT_OF_BOUNDS:
+        assert not accepts(_with_box_text(one, box)), box
 
 
 def test_processor_closes_every_answer_within_the_token_budget(tiny_model_dir):

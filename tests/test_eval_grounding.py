@@ -186,3 +186,20 @@ def test_ccpd_bins_from_names():
     assert ccpd_by("ccpd:blur") == "blur" and ccpd_by("车牌颜色") is None
     with pytest.raises(UserError, match="ccpd:tilt"):
         ccpd_by("ccpd:angle")
+
+
+def test_an_answer_with_boxes_is_schema_valid_and_scored_like_one_without():
+    """车牌位置 is an optional schema field: an answer carrying it has no violation (the fast check hands it to
+    jsonschema, which accepts it) and the same canonical plates; a malformed box is a bad_format violation."""
+    from plates.evaluation.schema_check import BAD_FORMAT
+
+    scorer, slow = Scorer(), Scorer(fast_check=False)
+    plain = {"车辆属性": VEHICLE, "车牌属性": plate()}
+    boxed = {"车辆属性": VEHICLE, "车牌属性": [plate(box=[3, 4, 50, 20]), plate("皖A11111", [60, 4, 90, 20])]}
+    for answer in (plain, boxed, {**boxed, "车牌属性": boxed["车牌属性"][0]}):
+        assert scorer.violations(answer) == () and slow.violations(answer) == ()
+    assert scorer.fast_valid(plain) and scorer.canonical(plain)[1] == [PLATE]
+    five = {"车辆属性": VEHICLE, "车牌属性": plate(box=[1, 2, 3, 4, 5])}
+    assert [(v.kind, v.field) for v in scorer.violations(five)] == [(BAD_FORMAT, "车牌位置")]
+    negative = {"车辆属性": VEHICLE, "车牌属性": plate(box=[-1, 2, 3, 4])}
+    assert [v.field for v in scorer.violations(negative)] == ["车牌位置"]

@@ -4,7 +4,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from plates.cli import main
-from plates.labels import FIELDS, UNKNOWN, answer_from_labels, load_vocabularies
+from plates.labels import FIELDS, OPTIONAL_PLATE_FIELDS, PLATE_BOX, UNKNOWN, answer_from_labels, load_vocabularies
 from plates.schema import build_schema, load_schema, render_schema, schema_path
 
 VEHICLE = {"车辆品牌": "丰田", "车辆类型": "小轿车", "车辆颜色": "白色", "车辆朝向": "正面"}
@@ -29,7 +29,8 @@ def test_schema_is_draft_2020_12_with_vocabulary_enums():
     Draft202012Validator.check_schema(schema)
     vocab = load_vocabularies()
     props = field_schemas(schema)
-    assert set(props) == set(FIELDS)
+    assert set(props) == set(FIELDS) | set(OPTIONAL_PLATE_FIELDS)
+    assert schema["$defs"]["plate"]["required"] == [f for f in FIELDS if f in PLATE]
     for field in FIELDS:
         if vocab[field].free_text or vocab[field].open:
             assert "enum" not in props[field]
@@ -84,3 +85,20 @@ def test_load_schema_rejects_broken_files(tmp_path):
     invalid.write_text(json.dumps({"type": 12}), encoding="utf-8")
     with pytest.raises(UserError, match="not a valid JSON Schema"):
         load_schema(invalid)
+
+
+def test_the_plate_box_is_optional_and_only_in_answers_that_ask_for_it():
+    """车牌位置 is allowed, not required; answer_from_labels writes it only when given boxes (grounding), at its
+    place in the field table (after the six attributes), for the plates that have one."""
+    validator = Draft202012Validator(load_schema())
+    labels = {"车辆属性": VEHICLE, "车牌属性": [PLATE, {**PLATE, "车牌号码": "云A12345"}]}
+    plain = answer_from_labels(labels)
+    assert PLATE_BOX == "车牌位置" and PLATE_BOX not in json.dumps(plain, ensure_ascii=False)
+    boxed = answer_from_labels(labels, boxes=[[10, 20, 110, 50], None])
+    assert list(boxed["车牌属性"][0]) == [*PLATE, PLATE_BOX] and boxed["车牌属性"][0][PLATE_BOX] == [10, 20, 110, 50]
+    assert boxed["车牌属性"][1] == plain["车牌属性"][1]
+    assert validator.is_valid(plain) and validator.is_valid(boxed)
+    one = answer_from_labels({"车辆属性": VEHICLE, "车牌属性": [PLATE]}, boxes=[[0, 0, 99999, 5]])
+    assert validator.is_valid(one) and one["车牌属性"][PLATE_BOX] == [0, 0, 99999, 5]
+    for bad in ([1, 2, 3], [1, 2, 3, 4, 5], [-1, 2, 3, 4], [100000, 1, 2, 3], [1.5, 2, 3, 4], "1,2,3,4"):
+        assert not validator.is_valid({**one, "车牌属性": {**one["车牌属性"], PLATE_BOX: bad}}), bad

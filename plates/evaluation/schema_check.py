@@ -8,7 +8,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from plates.evaluation.common import TOP_KEYS
-from plates.labels import FIELDS, PLATE_FIELDS, PLATE_GROUP, VEHICLE_FIELDS
+from plates.labels import FIELDS, OPTIONAL_PLATE_FIELDS, PLATE_FIELDS, PLATE_GROUP, VEHICLE_FIELDS
 
 MISSING_FIELD, UNKNOWN_VALUE, WRONG_TYPE, EXTRA_FIELD, BAD_FORMAT, TOO_MANY_PLATES, OTHER = (
     "missing_field", "unknown_value", "wrong_type", "extra_field", "bad_format", "too_many_plates", "other")
@@ -39,7 +39,7 @@ def _format_path(parts: Iterable[Any]) -> str:
 
 def _field_of(parts: list[Any]) -> str:
     for part in reversed(parts):
-        if isinstance(part, str) and (part in FIELDS or part in TOP_KEYS):
+        if isinstance(part, str) and (part in FIELDS or part in TOP_KEYS or part in OPTIONAL_PLATE_FIELDS):
             return part
     return "(answer)"
 
@@ -64,13 +64,15 @@ def _string_test(prop: dict[str, Any]) -> Callable[[str], bool] | None:
 def structural_checks(schema: dict[str, Any]):
     """((vehicle keys, vehicle checks), (plate keys, plate checks), most plates or None), the checks as
     ((field, allowed values or None, string test or None), ...) read from the schema itself; None when the
-    schema does not have the generated layout (then jsonschema checks every answer)."""
+    schema does not have the generated layout (then jsonschema checks every answer). The plate's optional fields
+    (the box) are not in the checks: an answer carrying one goes to jsonschema."""
     try:
         defs = schema["$defs"]
         groups: list[Any] = []
-        for name, fields in (("vehicle", VEHICLE_FIELDS), ("plate", PLATE_FIELDS)):
+        for name, fields, optional in (("vehicle", VEHICLE_FIELDS, ()), ("plate", PLATE_FIELDS, OPTIONAL_PLATE_FIELDS)):
             spec = defs[name]
-            if set(spec["properties"]) != set(fields) or spec.get("additionalProperties") is not False:
+            if set(spec["properties"]) - set(optional) != set(fields) or set(spec.get("required", ())) != set(fields) \
+                    or spec.get("additionalProperties") is not False:
                 return None
             checks = []
             for f in fields:
@@ -101,6 +103,8 @@ def schema_violations(validator: Any, answer: Any) -> tuple[Violation, ...]:
     for error in errors:
         parts = list(error.absolute_path)
         kind = _VIOLATION_OF_KEYWORD.get(error.validator, OTHER)
+        if kind == TOO_MANY_PLATES and any(p in OPTIONAL_PLATE_FIELDS for p in parts if isinstance(p, str)):
+            kind = BAD_FORMAT  # a box of five numbers, not a fifth plate
         instance = error.instance
         if kind == MISSING_FIELD and isinstance(instance, dict):
             names = [n for n in error.validator_value if n not in instance]
