@@ -189,7 +189,7 @@ def verify_images(checkpoint: Path, dataset: str | None, n: int) -> list[str]:
 def check_verify_images(images: list[str], flag: str) -> None:
     """Refuse, before the merge, verification images that cannot be answered (missing, unreadable, not an image):
     found after the merge, they would leave an export the re-run then refuses to overwrite."""
-    from plates.predict import check_image
+    from plates.image_inputs import check_image
 
     problems = []
     for image in images:

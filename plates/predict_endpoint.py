@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from plates.errors import UserError
+from plates.image_inputs import Candidate, collect_inputs, rejects_path
 from plates.io import guard_outputs, progress, write_jsonl
 from plates.signals import deferred
 
@@ -66,9 +67,7 @@ def shown_url(url: str) -> str:
 
 def _dry_run(args: argparse.Namespace, output: Path, rejects: Path, max_pixels: int) -> int:
     """The plan of an endpoint run, checked as far as it can be without contacting a server."""
-    from plates import predict
-
-    candidates, rejected = predict.collect_inputs(args.inputs, exclude=(output, rejects))
+    candidates, rejected = collect_inputs(args.inputs, exclude=(output, rejects))
     key = f", API key from ${args.api_key_env}" if args.api_key_env else ""
     print(f"plates predict: would answer {len(candidates)} images through {len(args.endpoint)} endpoint(s) "
           f"({', '.join(map(shown_url, args.endpoint))}), round-robin, {args.concurrency} requests in flight, "
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.retries < 0 or args.timeout <= 0:
         raise UserError("--concurrency must be at least 1, --retries at least 0, --timeout above 0")
     output = Path(args.output).expanduser().absolute()
-    rejects = Path(args.rejects).expanduser().absolute() if args.rejects else predict.rejects_path(output)
+    rejects = Path(args.rejects).expanduser().absolute() if args.rejects else rejects_path(output)
     guard_outputs([("INPUT", p) for p in args.inputs],
                   {"-o": (output, "predict"), "--rejects": (rejects, "predict-rejects"),
                    "--summary": (args.summary, "predict-summary") if args.summary else None}, command="predict")
@@ -111,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     settings = predict.settings_fingerprint({"endpoint_model": backend.model, "decoding": "server",
                                              "max_new_tokens": args.max_new_tokens, "max_pixels": max_pixels})
     start = time.monotonic()
-    candidates, rejected = predict.collect_inputs(args.inputs, exclude=(output, rejects))
+    candidates, rejected = collect_inputs(args.inputs, exclude=(output, rejects))
     summary = predict.PredictSummary(out=str(output), files=len(candidates) + len(rejected), images=len(candidates),
                                      rejected=len(rejected))
     summary.reject_codes.update(r["code"] for r in rejected)
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     validator = answer_validator()
 
-    def ask(candidate: predict.Candidate) -> tuple[predict.Candidate, Any]:
+    def ask(candidate: Candidate) -> tuple[Candidate, Any]:
         if stop.is_set():
             return candidate, None
         try:
