@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
     from plates import decoding
-    from plates.build import EXTRACTION_PROMPT
+    from plates.student import EXTRACTION_PROMPT
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model) if args.model else None

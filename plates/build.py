@@ -27,7 +27,10 @@ Tasks (one sample each):
   (:mod:`plates.grounding`). Off by default: without it no target carries a box.
 * ``reason`` — chain of thought: ``REASON_PROMPT`` → ``REASONING + "\\n\\n" + JSON answer``. The JSON answer is
   always the final paragraph, on one line, so an evaluator takes the text after the last blank line
-  (``split_reasoning``).
+  (``plates.student.split_reasoning``).
+* ``--prompt TEXT`` / ``--system TEXT``: the extraction samples (grounding ones too) ask TEXT instead of the
+  default question; every sample starts with a system turn. The questions and texts of the student contract live
+  in :mod:`plates.student`; stats.json records the ones used (``prompts``, ``system``).
 
 Image paths are absolute by default so ms-swift finds the images from any working directory. With
 ``--relative-to ROOT`` they are written relative to ROOT instead; ms-swift then resolves them against its
@@ -53,11 +56,12 @@ from plates.errors import UserError
 from plates.contracts import DatasetLayout
 from plates.grpo import grpo_row
 from plates.io import check_input_file, check_output_dir, guard_outputs, iter_jsonl, replace_file_set, write_json
-from plates.labels import (
-    PLATE_BOX, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels,
-)
+from plates.labels import PLATE_BOX, answer_from_labels
 from plates.outputs import input_path, output_dir
 from plates.records import iter_records, plate_boxes, resolve_image
+from plates.student import (
+    EXTRACTION_PROMPT, GROUNDING_PROMPT, IMAGE_TAG, REASON_PROMPT, answer_text, check_text, cot_target, make_sample,
+)
 from plates.build_output import (  # noqa: F401 - the helpers that moved there are still importable from here
     Dataset, FileSink, LabelTally, ListSink, check_warning_codes, earlier_sources, file_sha256, labels_version,
     merged_dataset_info, sharegpt_dataset_info, to_sharegpt,
@@ -65,29 +69,11 @@ from plates.build_output import (  # noqa: F401 - the helpers that moved there a
 from plates.build_scan import BuildPlan, RecordSource, scan_records, walk_plan
 from plates.split import NO_PLATE, split_by_vehicle, stratum_of  # noqa: F401 - also imported from here
 
-IMAGE_TAG = "<image>"
 DESCRIPTION_MODES = ("describe", "caption", "fuse", "reason")
 TASKS = ("extract",) + DESCRIPTION_MODES
 SPLIT_METHOD = ("whole vehicles; vehicles walked in the order of blake2b(seed, vehicle id), each taken into val "
                 "while that brings its stratum closer to val_ratio of its records")
 
-
-def _answer_skeleton(grounding: bool = False) -> str:
-    vehicle = ", ".join(f'"{f}": "…"' for f in VEHICLE_FIELDS)
-    plate = ", ".join(f'"{f}": "…"' for f in PLATE_FIELDS)
-    if grounding:
-        plate += f', "{PLATE_BOX}": [x1, y1, x2, y2]'
-    return f'{{"{VEHICLE_GROUP}": {{{vehicle}}}, "{PLATE_GROUP}": {{{plate}}}}}'
-
-
-_RULES = (f"无法确定的属性填“{UNKNOWN}”;图中没有车牌时{PLATE_GROUP}为[],"
-          f"有多块车牌时{PLATE_GROUP}为由这些对象组成的列表。")
-
-EXTRACTION_PROMPT = (f"请识别图片中车辆和车牌的属性,只输出一个JSON对象,格式为:{_answer_skeleton()}。" + _RULES)
-GROUNDING_PROMPT = (f"请识别图片中车辆和车牌的属性,并给出每块车牌在图中的位置,只输出一个JSON对象,格式为:"
-                    f"{_answer_skeleton(grounding=True)}。" + _RULES + f"{PLATE_BOX}为车牌的左上角和右下角坐标。")
-REASON_PROMPT = (f"请识别图片中车辆和车牌的属性。先用一段话说明判断依据,然后空一行,"
-                 f"在最后一行输出一个JSON对象,格式为:{_answer_skeleton()}。" + _RULES)
 DESCRIBE_QUESTIONS = (
     "请详细描述图片中的车辆和车牌。",
     "请描述这辆车的品牌、类型、颜色和朝向,以及车牌的信息。",
@@ -106,11 +92,6 @@ _OUTPUT_NAMES = ("train.jsonl", "val.jsonl", "val_records.jsonl", "stats.json",
 # ---------------------------------------------------------------------------------------------- targets
 
 
-def answer_text(labels: dict[str, Any]) -> str:
-    """The assistant text of the extraction task: the canonical answer as one line of JSON."""
-    return json.dumps(answer_from_labels(labels), ensure_ascii=False)
-
-
 def grounding_target(record: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     """(assistant text, ms-swift ``objects`` or None) of a grounding extraction sample: each plate with a box gets
     ``"车牌位置": <bbox>``, its box (original pixels) goes to ``objects.bbox`` in the same order."""
@@ -123,25 +104,6 @@ def grounding_target(record: dict[str, Any]) -> tuple[str, dict[str, Any] | None
                         ensure_ascii=False)
     text = tagged.replace(f'"{PLATE_BOX}": "{BBOX_TAG}"', f'"{PLATE_BOX}": {BBOX_TAG}')
     return text, {"ref": [], "bbox": [[int(v) for v in b] for b in boxes if b is not None], "bbox_type": "real"}
-
-
-def cot_target(reasoning: str, answer: str) -> str:
-    """Chain-of-thought target: the reasoning paragraph(s), one blank line, then the JSON answer line."""
-    reasoning = reasoning.strip()
-    return f"{reasoning}\n\n{answer}" if reasoning else answer
-
-
-def split_reasoning(text: str) -> tuple[str, str]:
-    """Inverse of ``cot_target``: ``(reasoning, answer_text)``; text without a blank line is all answer."""
-    head, sep, tail = text.strip().rpartition("\n\n")
-    return (head.strip(), tail.strip()) if sep else ("", text.strip())
-
-
-def make_sample(prompt: str, response: str, image: str) -> dict[str, Any]:
-    """One ms-swift custom-format sample with a single image placed before the prompt."""
-    return {"messages": [{"role": "user", "content": IMAGE_TAG + prompt},
-                         {"role": "assistant", "content": response}],
-            "images": [image]}
 
 
 def _stable_hash(*parts: Any) -> int:
@@ -199,15 +161,16 @@ def load_descriptions(paths: Iterable[str | Path], allow_flagged: bool = False) 
     return index
 
 
-def description_sample(entry: dict[str, Any], record: dict[str, Any], image: str, seed: int) -> dict[str, Any]:
+def description_sample(entry: dict[str, Any], record: dict[str, Any], image: str, seed: int,
+                       system: str | None = None) -> dict[str, Any]:
     mode = entry["mode"]
     if mode == "reason":
-        return make_sample(REASON_PROMPT, cot_target(entry["text"], answer_text(record["labels"])), image)
+        return make_sample(REASON_PROMPT, cot_target(entry["text"], answer_text(record["labels"])), image, system)
     if mode == "describe":
         question = pick_question(DESCRIBE_QUESTIONS, seed, record["image"])
     else:
         question = entry["question"] or pick_question(CAPTION_QUESTIONS, seed, record["image"])
-    return make_sample(question, entry["text"], image)
+    return make_sample(question, entry["text"], image, system)
 
 
 def select_by_ratio(candidates: list[tuple[int, dict[str, Any]]], ratio: float, seed: int,
@@ -236,6 +199,12 @@ class BuildOptions:
     exclude_warnings: tuple[str, ...] = ()
     grpo: bool = False
     grounding: bool = False
+    prompt: str | None = None  # the extraction question (None: EXTRACTION_PROMPT, GROUNDING_PROMPT with grounding)
+    system: str | None = None  # a system turn before every sample (None: none, the chat template's default)
+
+    @property
+    def extraction_prompt(self) -> str:
+        return self.prompt or (GROUNDING_PROMPT if self.grounding else EXTRACTION_PROMPT)
 
     def validate(self) -> None:
         if not 0 <= self.val_ratio < 1:
@@ -258,22 +227,25 @@ def image_path_for(record: dict[str, Any], records_file: str | Path | None, rela
 
 
 def record_samples(record: dict[str, Any], image: str, entries: Iterable[dict[str, Any]],
-                   seed: int, grpo: bool = False, grounding: bool = False) -> list[dict[str, Any]]:
+                   seed: int, grpo: bool = False, grounding: bool = False, prompt: str | None = None,
+                   system: str | None = None) -> list[dict[str, Any]]:
     """Every sample one record gives, in the order they are written: extraction, then its chosen descriptions.
     The single place where samples are made, one record at a time (a per-sample transformation goes here).
     ``grpo``: the extraction sample as a GRPO row (``plates.grpo.grpo_row``: the answer in ``solution``).
-    ``grounding``: the extraction sample asks for and gives the plate boxes (:func:`grounding_target`)."""
+    ``grounding``: the extraction sample asks for and gives the plate boxes (:func:`grounding_target`).
+    ``prompt``: the extraction question (default :data:`EXTRACTION_PROMPT` / :data:`GROUNDING_PROMPT`);
+    ``system``: a system turn on every sample."""
     if grounding:
         text, objects = grounding_target(record)
-        samples = [make_sample(GROUNDING_PROMPT, text, image)]
+        samples = [make_sample(prompt or GROUNDING_PROMPT, text, image, system)]
         if objects is not None:
             samples[0]["objects"] = objects
     else:
-        samples = [make_sample(EXTRACTION_PROMPT, answer_text(record["labels"]), image)]
+        samples = [make_sample(prompt or EXTRACTION_PROMPT, answer_text(record["labels"]), image, system)]
     if grpo:
         return [grpo_row(samples[0])]
     for entry in entries:
-        samples.append(description_sample(entry, record, image, seed))
+        samples.append(description_sample(entry, record, image, seed, system))
     return samples
 
 
@@ -339,7 +311,8 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
         side = "val" if val else "train"
         entries = per_record.pop(candidate, ())
         samples = record_samples(record, image_path_for(record, records_file, options.relative_to), entries,
-                                 options.seed, grpo=options.grpo, grounding=options.grounding)
+                                 options.seed, grpo=options.grpo, grounding=options.grounding,
+                                 prompt=options.prompt, system=options.system)
         if options.grounding:
             boxed = len(samples[0].get("objects", {}).get("bbox", ()))
             grounded[side] += boxed
@@ -371,10 +344,14 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
                         if options.relative_to else "absolute"),
         "answer_format": "json.dumps(answer_from_labels(labels), ensure_ascii=False)",
         "cot_format": "REASONING + '\\n\\n' + JSON answer (one line, last paragraph)",
-        "prompts": {"extract": EXTRACTION_PROMPT, "reason": REASON_PROMPT},
+        "prompts": {"extract": options.extraction_prompt,
+                    **({"reason": REASON_PROMPT} if task_counts["train"]["reason"] + task_counts["val"]["reason"]
+                       else {})},
+        "system": options.system,
         **({"layout": "grpo: messages (user turn) + images + solution (the reference answer)"}
            if options.grpo else {}),
-        **({"grounding": grounding_stats(grounded, grounded_records)} if options.grounding else {}),
+        **({"grounding": grounding_stats(grounded, grounded_records, options.extraction_prompt)}
+           if options.grounding else {}),
         "records": dict(sorted(plan.problems.counts.items())),
         "record_problems": plan.problems.ordered_examples(),
         "descriptions": dict(sorted(desc_counts.items())) if desc_counts is not None else None,
@@ -382,12 +359,12 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
     }
 
 
-def grounding_stats(plates: Counter, records: Counter) -> dict[str, Any]:
+def grounding_stats(plates: Counter, records: Counter, prompt: str = GROUNDING_PROMPT) -> dict[str, Any]:
     """stats.json's ``grounding`` block (only in grounding builds): what the targets hold and how ms-swift turns
     it into the model's coordinates; `plates train` reads ``env``."""
     from plates.grounding import BBOX_FORMAT_ENV, BBOX_TAG
 
-    return {"on": True, "field": PLATE_BOX, "prompt": GROUNDING_PROMPT,
+    return {"on": True, "field": PLATE_BOX, "prompt": prompt,
             "target": f'"{PLATE_BOX}": {BBOX_TAG} in the JSON answer; objects.bbox in original-image pixels, '
                       'bbox_type real',
             "convention": "ms-swift's template norm_bbox: Qwen2.5-VL 'none' (pixels of the image after ms-swift's "
@@ -470,6 +447,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"train plate location: extraction targets add each plate's box ({PLATE_BOX}, from "
                              "the records' plate_geometry, e.g. CCPD) through ms-swift's grounding support, in the "
                              "model's own coordinates (plates.grounding); default off")
+    parser.add_argument("--prompt", metavar="TEXT",
+                        help="train with your own question: the extraction samples ask TEXT instead of plates' "
+                             "prompt (with --grounding, instead of the grounding prompt); chain-of-thought and "
+                             "description samples keep theirs. Recorded in stats.json and the run manifest, so "
+                             "infer, predict, serve and export ask the trained model with it")
+    parser.add_argument("--system", metavar="TEXT",
+                        help="a system message before every sample (default: none, the chat template's own); "
+                             "recorded like --prompt and sent at inference")
     parser.add_argument("--dataset-name", default="plates",
                         help="prefix of the dataset_info.json entries: NAME_train, NAME_val (default plates)")
 
@@ -492,7 +477,9 @@ Chain-of-thought targets ('reason' mode) are: reasoning, a blank line, then the 
         val_ratio=args.val_ratio, seed=args.seed, stratify=args.stratify,
         ratios={m: getattr(args, f"{m}_ratio") for m in DESCRIPTION_MODES},
         allow_flagged=args.allow_flagged, val_all_tasks=args.val_all_tasks, relative_to=args.relative_to,
-        exclude_warnings=tuple(args.exclude_warning), grpo=args.grpo, grounding=args.grounding)
+        exclude_warnings=tuple(args.exclude_warning), grpo=args.grpo, grounding=args.grounding,
+        prompt=check_text(args.prompt, "--prompt") if args.prompt is not None else None,
+        system=check_text(args.system, "--system") if args.system is not None else None)
     options.validate()
     if args.grounding and args.grpo:
         raise UserError("--grounding and --grpo: GRPO rows do not carry boxes yet; leave out one of them")

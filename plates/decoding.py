@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from plates.errors import UserError
+from plates.student import REASON_PROMPT
 
 MODES = ("schema", "free")
 DEFAULT_MODE = "schema"
@@ -361,8 +362,6 @@ def is_extraction_sample(sample: Any) -> bool:
     """Whether a dataset sample asks for the bare JSON answer: no chain-of-thought prompt and, when it carries a
     reference answer, one that is a JSON object (a ``reason`` target is text, a blank line, then the JSON; a
     grounding target is JSON with ``<bbox>`` tags)."""
-    from plates.build import REASON_PROMPT
-
     messages = sample.get("messages") if isinstance(sample, dict) else None
     if not isinstance(messages, list) or not messages:
         return True

@@ -9,8 +9,9 @@ answer that differs: a merge must give identical answers, a quantised model show
 The export also records the generation settings ms-swift applies at inference but does not save with a model, so
 another server (vLLM, transformers, `plates serve --model`) answers like `swift infer` did:
 
-* ``plates_generation.json``: template, its default system prompt, the training run's ``max_pixels``, the plates
-  prompt, greedy decoding, where it came from;
+* ``plates_generation.json``: template, the system prompt (the run's ``--system`` text, else the template's
+  default), the training run's ``max_pixels``, the question the run was trained with (:func:`plates.student.for_run`),
+  greedy decoding, where it came from;
 * the image processor's pixel cap (``processor_config.json`` / ``preprocessor_config.json``) set to the training
   run's ``max_pixels``, which is what vLLM and transformers read;
 * the training run's plates manifest, copied alongside.
@@ -35,6 +36,7 @@ from plates.errors import UserError
 from plates.inference import InferenceSettings
 from plates.io import write_json
 from plates.outputs import input_path, output_dir
+from plates.student import for_run
 
 QUANT_METHODS = ("awq", "gptq", "fp8", "bnb")
 QUANT_BITS = {"awq": (4,), "gptq": (2, 3, 4, 8), "bnb": (4, 8), "fp8": (8,)}
@@ -116,15 +118,15 @@ def build_export_command(adapters: str, output_dir: str | None = None, *, quant:
 def record_generation_settings(target: Path, checkpoint: Path, *, quant: str | None = None,
                                bits: int | None = None) -> dict[str, Any]:
     """Write ``plates_generation.json``, the manifest copy and the processor's pixel cap into ``target``."""
-    from plates.build import EXTRACTION_PROMPT
     from plates.infer import checkpoint_max_pixels
     from plates.runs import find_manifest
 
     args = _run_args(checkpoint)
     template = args.get("template")
     max_pixels = checkpoint_max_pixels(checkpoint) or args.get("max_pixels")
-    settings = {"template": template, "system": args.get("system") or default_system(template),
-                "max_pixels": max_pixels, "prompt": EXTRACTION_PROMPT, "temperature": 0,
+    contract = for_run(checkpoint)
+    settings = {"template": template, "system": contract.system or args.get("system") or default_system(template),
+                "max_pixels": max_pixels, "prompt": contract.question(), "temperature": 0,
                 "merged_from": str(checkpoint), "base_model": args.get("model"),
                 "quant": {"method": quant, "bits": bits} if quant else None}
     write_json(target / GENERATION_FILE, settings)

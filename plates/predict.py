@@ -46,6 +46,7 @@ from plates.io import check_output_file, dump_json_line, guard_outputs, iter_jso
 from plates.image_inputs import Candidate, collect_inputs, rejects_path
 from plates.launch import Nodes, stop_on_signals
 from plates.outputs import input_path, output_file
+from plates.student import EXTRACTION_PROMPT, GROUNDING_PROMPT, StudentContract, for_run
 
 DEFAULT_CHUNK = 256
 DEFAULT_MAX_NEW_TOKENS = 512
@@ -136,11 +137,18 @@ def settings_fingerprint(options: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def sample(candidate: Candidate, grounding: bool = False) -> dict[str, Any]:
-    from plates.build import EXTRACTION_PROMPT, GROUNDING_PROMPT, IMAGE_TAG
+def sample(candidate: Candidate, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The request for one image: the run's turns (:meth:`plates.student.StudentContract.messages`)."""
+    return {"messages": messages, "images": [candidate.path]}
 
-    prompt = GROUNDING_PROMPT if grounding else EXTRACTION_PROMPT
-    return {"messages": [{"role": "user", "content": IMAGE_TAG + prompt}], "images": [candidate.path]}
+
+def contract_fingerprint(contract: StudentContract, grounding: bool) -> dict[str, Any]:
+    """What the run's question adds to the settings fingerprint: nothing for the default question, so outputs
+    written before runs recorded their question resume as before."""
+    question = contract.question(grounding)
+    default = GROUNDING_PROMPT if grounding else EXTRACTION_PROMPT
+    return {**({"prompt": question} if question != default else {}),
+            **({"system": contract.system} if contract.system else {})}
 
 
 def _result_image(row: dict[str, Any]) -> str:
@@ -270,7 +278,8 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
     """Answer every image in ``inputs`` into ``output`` (resumable), rejects into ``rejects``. ``settings`` (or
     its fields as keywords; predict's answer cap defaults to 512 tokens) say what answers and how, ``nodes``
     how the run spreads over GPUs and machines. ``grounding`` asks for plate boxes and maps them to original
-    pixels (:mod:`plates.grounding`); None: when the adapter's run trained on a `plates build --grounding` set."""
+    pixels (:mod:`plates.grounding`); None: when the adapter's run trained on a `plates build --grounding` set.
+    Each image is asked with the run's question and system text (:func:`plates.student.for_run`)."""
     from plates import swift_cli
     from plates.infer import build_infer_command, checkpoint_dir
     from plates.launch import check_gpus_present
@@ -295,8 +304,12 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
     notes: list[str] = []
     from plates.grounding import mapper_for_command, trained_with_grounding
 
-    grounding = trained_with_grounding(adapters) if grounding is None else grounding
+    contract = for_run(adapters or model, notes)
+    if grounding is None:
+        grounding = contract.grounding if contract.recorded else trained_with_grounding(adapters)
+    messages = contract.messages(grounding)
     settings_key = settings_fingerprint({**({"grounding": True} if grounding else {}),
+        **contract_fingerprint(contract, grounding),
         "adapters": str(checkpoint_dir(adapters)) if adapters else None, "model": model, "decoding": decoding,
         "max_new_tokens": settings.max_new_tokens, "max_pixels": settings.max_pixels, "template": settings.template,
         "overrides": sorted(settings.overrides or [])})
@@ -348,10 +361,10 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
                     pending = [c for c in candidates if c.key not in _read_keys(output)]
                     summary.skipped = len(candidates) - len(pending)
                     _answer_as_worker(pending, dataset, argv, env, log_path, verbose, summary, settings.logprobs,
-                                      grounding)
+                                      messages)
                 else:
                     _answer(candidates, rejected, rejects, output, dataset, result, argv, env, log_path, verbose,
-                            summary, settings_key, settings, OutputLog, mapper)
+                            summary, settings_key, settings, OutputLog, mapper, messages=messages)
             except KeyboardInterrupt as exc:
                 signum = getattr(exc, "signum", None)
                 raise PredictInterrupted(signum if isinstance(signum, int) else signal.SIGINT, summary) from None
@@ -364,7 +377,7 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
 def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, output: Path, dataset: Path,
             result: Path, argv: list[str], env: dict[str, str], log_path: Path, verbose: bool,
             summary: PredictSummary, settings_key: str, settings: InferenceSettings, output_log: Any,
-            mapper: Any = None) -> None:
+            mapper: Any = None, *, messages: list[dict[str, Any]]) -> None:
     """The master's run: pending images through one `swift infer` per segment, answers appended as written."""
     log = output_log(output, "predict")
     try:
@@ -376,7 +389,7 @@ def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, ou
         summary.skipped = len(candidates) - len(pending)
         with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
             for segment in engine_segments(pending, settings.logprobs):
-                write_jsonl(dataset, (sample(c, mapper is not None) for c in segment))
+                write_jsonl(dataset, (sample(c, messages) for c in segment))
                 result.unlink(missing_ok=True)
                 answers = Answers(segment, result, log=log, summary=summary, settings=settings_key,
                                   decoding=settings.decoding, bar=bar, mapper=mapper)
@@ -397,10 +410,10 @@ def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, ou
 
 def _answer_as_worker(pending: list[Candidate], dataset: Path, argv: list[str], env: dict[str, str],
                       log_path: Path, verbose: bool, summary: PredictSummary, logprobs: bool,
-                      grounding: bool = False) -> None:
+                      messages: list[dict[str, Any]]) -> None:
     """A machine of node rank > 0: it answers its share of each chunk; rank 0 gathers and writes every answer."""
     for segment in engine_segments(pending, logprobs):
-        write_jsonl(dataset, (sample(c, grounding) for c in segment))
+        write_jsonl(dataset, (sample(c, messages) for c in segment))
         run = _run_engine(argv, env, log_path, verbose)
         if run.code != 0:
             raise UserError(f"swift infer exited with {run.code} (ms-swift log: {log_path})")
@@ -494,6 +507,8 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError("--grounding on works with --adapters/--model (ms-swift answers here), not --endpoint")
 
         return predict_endpoint.run(args)
+    if getattr(args, "prompt_from", None):
+        raise UserError("--prompt-from is for --endpoint; with --adapters/--model the question comes from that run")
     try:
         summary = run_predict(args.inputs, args.output, InferenceSettings.from_args(args), chunk_size=args.chunk_size,
                               rejects=args.rejects, dry_run=args.dry_run, nodes=Nodes.from_args(args),

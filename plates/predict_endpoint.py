@@ -24,7 +24,9 @@ from typing import Any
 from plates.errors import UserError
 from plates.image_inputs import Candidate, collect_inputs, rejects_path
 from plates.io import guard_outputs, progress, write_jsonl
+from plates.outputs import input_path
 from plates.signals import deferred
+from plates.student import StudentContract, for_run
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_TIMEOUT = 300.0
@@ -51,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser, source: Any) -> None:
                        help=f"total seconds one request may take (default {DEFAULT_TIMEOUT:g})")
     group.add_argument("--api-key-env", metavar="NAME",
                        help="environment variable holding the servers' API key (never printed or written)")
+    group.add_argument("--prompt-from", metavar="CHECKPOINT", type=input_path(),
+                       help="the checkpoint, run folder or merged model the servers serve: its images are asked "
+                            "with the question (and system text) that run was trained with (default: plates' "
+                            "default prompt, with a note)")
 
 
 def shown_url(url: str) -> str:
@@ -63,6 +69,19 @@ def shown_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def endpoint_contract(args: argparse.Namespace, notes: list[str]) -> StudentContract:
+    """What the servers' model was trained to be asked (``--prompt-from``; a server cannot be asked)."""
+    if not getattr(args, "prompt_from", None):
+        notes.append("asking with plates' default prompt; pass --prompt-from CHECKPOINT to ask with the question "
+                     "the served run was trained with")
+        return StudentContract()
+    contract = for_run(args.prompt_from, notes)
+    if contract.grounding:
+        notes.append("the run trained with plate boxes; through --endpoint they are not asked for (their "
+                     "coordinates cannot be mapped back here): the default extraction prompt is used")
+    return contract
 
 
 def _dry_run(args: argparse.Namespace, output: Path, rejects: Path, max_pixels: int) -> int:
@@ -80,7 +99,6 @@ def _dry_run(args: argparse.Namespace, output: Path, rejects: Path, max_pixels: 
 def run(args: argparse.Namespace) -> int:
     """`plates predict --endpoint …`; the exit status is 1 when some images failed for good (re-run)."""
     from plates import predict
-    from plates.build import EXTRACTION_PROMPT
     from plates.schema import answer_validator
     from plates.teach import OutputLog
     from plates.teacher import OpenAIBackend, Request, TeacherError
@@ -98,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
                    "--summary": (args.summary, "predict-summary") if args.summary else None}, command="predict")
     api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
     max_pixels = args.max_pixels or predict_max_pixels()
+    notes: list[str] = []
+    contract = endpoint_contract(args, notes)
+    for note in notes:
+        print(f"plates predict: note: {note}", file=sys.stderr)
     if args.dry_run:
         return _dry_run(args, output, rejects, max_pixels)
     backend = OpenAIBackend(args.endpoint, "auto", api_key or "EMPTY", timeout=args.timeout, retries=args.retries,
@@ -108,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
             f"{url}: {name}" for url, name in zip(args.endpoint, served)) + "); give endpoints of one model")
     backend.model = served[0]
     settings = predict.settings_fingerprint({"endpoint_model": backend.model, "decoding": "server",
-                                             "max_new_tokens": args.max_new_tokens, "max_pixels": max_pixels})
+                                             "max_new_tokens": args.max_new_tokens, "max_pixels": max_pixels,
+                                             **predict.contract_fingerprint(contract, False)})
     start = time.monotonic()
     candidates, rejected = collect_inputs(args.inputs, exclude=(output, rejects))
     summary = predict.PredictSummary(out=str(output), files=len(candidates) + len(rejected), images=len(candidates),
@@ -123,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
             return candidate, None
         try:
             data = Path(candidate.path).read_bytes()
-            request = Request(key=candidate.key, mode="predict", labels={}, question=None, system="",
-                              prompt=EXTRACTION_PROMPT, image=data)
+            request = Request(key=candidate.key, mode="predict", labels={}, question=None,
+                              system=contract.system or "", prompt=contract.question(False), image=data)
             return candidate, backend.complete(request)
         except OSError as exc:
             return candidate, TeacherError(f"image unreadable ({exc.strerror})")

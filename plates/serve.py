@@ -1,15 +1,18 @@
 """`plates serve`: the tuned model behind an OpenAI-compatible HTTP endpoint (`swift deploy`).
 
-What a client must send to get the answer the model was taught: one user message holding the image and the plates
-extraction prompt (:data:`PROMPT`, the exact text `plates build` trains with), greedy decoding. The server applies
-the rest the way `swift infer` does: the chat template, the training run's ``max_pixels`` (read back from the plates
-manifest: ms-swift does not save it) and, by default, schema-constrained decoding (every answer valid against
-``eval/answer.schema.json``; the constraint applies to every request this server answers).
+What a client must send to get the answer the model was taught: one user message holding the image and the
+question the run was trained with (`plates serve --adapters RUN --print-prompt` prints it: the run manifest's, see
+:func:`plates.student.for_run`; plates' default :data:`plates.student.EXTRACTION_PROMPT` unless the dataset was
+built with ``--prompt``), greedy decoding. The server applies the rest the way `swift infer` does: the chat
+template, the run's system text (``--system`` of `plates build`, passed to ms-swift as the default system), the
+training run's ``max_pixels`` (read back from the plates manifest: ms-swift does not save it) and, by default,
+schema-constrained decoding (every answer valid against ``eval/answer.schema.json``; the constraint applies to
+every request this server answers).
 
 Client (the ``openai`` package)::
 
     import base64, json, openai
-    from plates.serve import PROMPT            # or copy the text from `plates serve --print-prompt`
+    PROMPT = "…"                               # the text of `plates serve --adapters RUN --print-prompt`
     client = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="EMPTY")
     image = base64.b64encode(open("car.jpg", "rb").read()).decode()
     reply = client.chat.completions.create(model="plates", temperature=0, messages=[{"role": "user", "content": [
@@ -31,6 +34,7 @@ from typing import Any
 from plates import swift_cli
 from plates.errors import UserError
 from plates.inference import BACKENDS, InferenceSettings
+from plates.student import StudentContract, for_run
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -38,26 +42,20 @@ DEFAULT_NAME = "plates"
 DEFAULT_MAX_NEW_TOKENS = 512
 
 
-def prompt() -> str:
-    """The extraction prompt the model was trained on (from `plates build`)."""
-    from plates.build import EXTRACTION_PROMPT
-
-    return EXTRACTION_PROMPT
-
-
-def __getattr__(name: str) -> Any:  # ``from plates.serve import PROMPT`` without importing build at module load
-    if name == "PROMPT":
-        return prompt()
-    raise AttributeError(name)
+def served_contract(settings: InferenceSettings, notes: list[str] | None = None) -> StudentContract:
+    """What the served model was trained to be asked: its run's question and system text."""
+    return for_run(settings.adapters or settings.model, notes)
 
 
 def image_message(image: str | os.PathLike, text: str | None = None) -> dict[str, Any]:
-    """The OpenAI chat message that asks the served model about one local image (sent as a base64 data URL)."""
+    """The OpenAI chat message that asks the served model about one local image (sent as a base64 data URL);
+    ``text``: the question (default: plates' default extraction prompt; a run's is ``served_contract().question()``)."""
     path = Path(image)
     mime = mimetypes.guess_type(path.name)[0] or "image/jpeg"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return {"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}},
-                                        {"type": "text", "text": text if text is not None else prompt()}]}
+                                        {"type": "text", "text": text if text is not None else
+                                         StudentContract().question()}]}
 
 
 def build_serve_command(settings: InferenceSettings | None = None, *, host: str = DEFAULT_HOST,
@@ -82,6 +80,9 @@ def build_serve_command(settings: InferenceSettings | None = None, *, host: str 
                                        notes=notes, command="serve")
     options.update(infer_backend=backend, host=host, port=port, served_model_name=served_model_name)
     options.update(generation_caps(s.max_new_tokens, s.batch_size, max_pixels))
+    system = served_contract(s, notes).system
+    if system:
+        options["system"] = system  # ms-swift's default system: a client sends only the user message
     from plates.deploy_launcher import KEY_ENV
 
     env: dict[str, str] = {}
@@ -162,7 +163,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--insecure-no-key", action="store_true",
                         help="allow a --host beyond loopback without --api-key-env (anyone who can reach the port "
                              "can use the model)")
-    parser.add_argument("--print-prompt", action="store_true", help="print the prompt clients send, and exit")
+    parser.add_argument("--print-prompt", action="store_true",
+                        help="print the prompt clients send (the one the --adapters/--model run was trained with), "
+                             "and exit")
     parser.add_argument("--dry-run", action="store_true", help="print the command line; run nothing")
 
 
@@ -175,10 +178,15 @@ def _run(args: argparse.Namespace) -> int:
       plates serve --adapters output/v0-…/checkpoint-300 --port 8000
       MY_KEY=… plates serve --model output/v0-…/checkpoint-300-merged --backend vllm --host 0.0.0.0 --api-key-env MY_KEY
     """
-    if args.print_prompt:
-        print(prompt())
-        return 0
     notes: list[str] = []
+    if args.print_prompt:
+        contract = served_contract(InferenceSettings.from_args(args), notes)
+        for note in notes:
+            print(f"plates serve: note: {note}", file=sys.stderr)
+        if contract.system:
+            print(f"plates serve: note: the server adds the run's system text {contract.system!r}", file=sys.stderr)
+        print(contract.question())
+        return 0
     argv, env = build_serve_command(InferenceSettings.from_args(args), host=args.host, port=args.port,
                                     served_model_name=args.name, api_key_env=args.api_key_env, notes=notes)
     for note in notes:

@@ -20,7 +20,7 @@ from typing import Any
 
 from plates.errors import Terminated, UserError
 from plates.io import check_output_dir, sha256_file, write_json
-from plates import grpo, resources, swift_cli
+from plates import grpo, resources, student, swift_cli
 from plates.contracts import (  # noqa: F401 - dataset_image_root: old home
     DatasetLayout, dataset_grounding_env, dataset_image_root,
 )
@@ -343,8 +343,17 @@ def build_manifest(plan: TrainPlan, *, exit_code: int | None = None, run_dir: Pa
         "finished": stamp(finished),
         "duration_s": round(finished - started, 1) if started and finished else None,
         "notes": plan.notes,
+        "student": trained_contract(plan.dataset_files),
         **grpo.manifest_fields(plan.options),
     }
+
+
+def trained_contract(files: list[Path]) -> dict[str, Any] | None:
+    """The question and system text the model is trained with (the dataset's stats.json, read through
+    :mod:`plates.student`): infer, predict, serve and export ask the trained model with them. None for a dataset
+    without stats.json (made by hand: its samples carry their own questions)."""
+    contract = student.for_dataset(files[0].parent) if files else None
+    return contract.to_json() if contract is not None else None
 
 
 def _int_or_none(text: str | None) -> int | None:

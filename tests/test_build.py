@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from plates.build import (
-    CAPTION_QUESTIONS, DESCRIBE_QUESTIONS, EXTRACTION_PROMPT, IMAGE_TAG, REASON_PROMPT, BuildOptions,
-    build_dataset, cot_target, load_descriptions, split_by_vehicle, split_reasoning, stratum_of,
+    CAPTION_QUESTIONS, DESCRIBE_QUESTIONS, BuildOptions, build_dataset, load_descriptions, split_by_vehicle,
+    stratum_of,
 )
+from plates.student import EXTRACTION_PROMPT, IMAGE_TAG, REASON_PROMPT, cot_target, split_reasoning
 from plates.cli import main
 from plates.errors import UserError
 from plates.io import read_jsonl, write_jsonl
@@ -287,15 +288,6 @@ def test_allow_flagged_ratios_and_val_all_tasks(dump, tmp_path):
     again = _build(records_file, tmp_path / "b", "--descriptions", teach, "--allow-flagged",
                    "--caption-ratio", 0.5, "--reason-ratio", 0, "--val-all-tasks")
     assert again[0] == train
-
-
-def test_cot_format_round_trips():
-    answer = json.dumps({"车辆属性": {}, "车牌属性": []}, ensure_ascii=False)
-    text = cot_target("  车头朝向镜头。\n\n蓝色车牌,单层。 ", answer)
-    assert text == "车头朝向镜头。\n\n蓝色车牌,单层。\n\n" + answer
-    assert split_reasoning(text) == ("车头朝向镜头。\n\n蓝色车牌,单层。", answer)
-    assert split_reasoning(answer) == ("", answer)
-    assert cot_target("", answer) == answer
 
 
 def test_plates_eval_reads_the_answer_after_the_reasoning(dump):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from plates import decoding
-from plates.build import REASON_PROMPT
+from plates.student import REASON_PROMPT
 from plates.cli import main
 from plates.errors import UserError
 from plates.labels import PLATE_GROUP, VEHICLE_GROUP, answer_from_labels

@@ -236,7 +236,7 @@ def test_infer_logprobs_end_to_end(tiny_model_dir, tmp_path, capsys):
     import cv2
     import numpy as np
 
-    from plates.build import EXTRACTION_PROMPT, make_sample
+    from plates.student import EXTRACTION_PROMPT, make_sample
 
     picture = np.full((224, 320, 3), (60, 120, 40), np.uint8)
     cv2.putText(picture, "A12345", (40, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (255, 255, 255), 2)

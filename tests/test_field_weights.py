@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from plates.build import answer_text
+from plates.student import answer_text
 from plates.errors import UserError
 from plates.field_weights import (FIELD_WEIGHTS_ENV, parse_field_weights, uses_field_weights,
                                   weighted_segments)

@@ -13,7 +13,8 @@ import pytest
 from plates.cli import main
 from plates.errors import UserError
 from plates.deploy_launcher import KEY_ENV
-from plates.serve import build_serve_command, image_message, prompt
+from plates.serve import build_serve_command, image_message
+from plates.student import EXTRACTION_PROMPT
 from helpers import argv_pairs, serving
 
 
@@ -51,7 +52,8 @@ def test_dry_run_redacts_the_key_and_print_prompt(tmp_path, monkeypatch, capsys)
     text = capsys.readouterr().out
     assert "s3cret" not in text and "deploy" in shlex.split(text.replace("\\\n", " "))
     assert main(["serve", "--print-prompt"]) == 0
-    assert capsys.readouterr().out.strip() == prompt()
+    shown = capsys.readouterr()
+    assert shown.out.strip() == EXTRACTION_PROMPT and "default prompt" in shown.err
 
 
 def test_image_message_is_a_data_url(tmp_path):
@@ -59,7 +61,7 @@ def test_image_message_is_a_data_url(tmp_path):
     image.write_bytes(b"\x89PNG\r\n\x1a\n")
     message = image_message(image)
     assert message["content"][0]["image_url"]["url"].startswith("data:image/png;base64,iVBORw0KGgo")
-    assert message["content"][1] == {"type": "text", "text": prompt()}
+    assert message["content"][1] == {"type": "text", "text": EXTRACTION_PROMPT}
 
 
 @pytest.mark.slow
