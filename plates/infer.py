@@ -26,6 +26,7 @@ from plates.errors import UserError
 from plates.inference import ALL_OPTIONS, BACKENDS, DEFAULT_MAX_NEW_TOKENS, InferenceSettings  # noqa: F401
 from plates.outputs import input_path, output_file
 from plates.runs import last_checkpoint, read_manifest
+from plates.student import for_dataset, for_run
 from plates.tiny_model import MARKER as TINY_MARKER
 from plates.io import guard_outputs, iter_jsonl
 
@@ -255,6 +256,17 @@ def _trained_val_files(adapters: list[str] | None) -> list[Path]:
     return [Path(n) for n in names if isinstance(n, str) and Path(n).is_file()]
 
 
+def prompt_notes(settings: InferenceSettings, dataset: str | None) -> list[str]:
+    """`plates infer` answers the dataset's own messages; a note when a `plates build` dataset asks with another
+    question or system text than the run was trained with (e.g. a set built with another --prompt)."""
+    trained = for_run(settings.adapters or settings.model)
+    asked = for_dataset(dataset_file(dataset).parent) if dataset else None
+    if not trained.recorded or asked is None or (trained.prompt, trained.system) == (asked.prompt, asked.system):
+        return []
+    return [f"the dataset ({asked.source}) asks with another question or system text than the run was trained "
+            f"with ({trained.source}); its samples are answered as written"]
+
+
 def run_infer(output: str | os.PathLike, settings: InferenceSettings | None = None, *, dataset: str | None = None,
               dry_run: bool = False, verbose: bool = False, **values: Any) -> int:
     """Run `swift infer` into a temporary results path and move it to ``output`` only when it succeeded.
@@ -269,6 +281,7 @@ def run_infer(output: str | os.PathLike, settings: InferenceSettings | None = No
         notes: list[str] = []
         argv, env = build_infer_command(settings, dataset=dataset, result_path=staging / "results.jsonl",
                                         notes=notes)
+        notes += prompt_notes(settings, dataset)
         for note in notes:
             print(f"plates infer: note: {note}", file=sys.stderr)
         if dry_run:
