@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from plates.contracts import DatasetLayout
-from plates.labels import PLATE_BOX, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels
+from plates.labels import (
+    PLATE_BOX, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels,
+)
 from plates.runs import read_manifest
 
 IMAGE_TAG = "<image>"
