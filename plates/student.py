@@ -170,6 +170,6 @@ def for_run(source: str | os.PathLike | None, notes: list[str] | None = None) ->
         if found is not None:
             return found
     if notes is not None:
-        notes.append(f"{source or 'the model'} has no plates run manifest with the prompt it was trained with; "
-                     "asking with the default prompt")
+        notes.append(f"{source or 'the model'} has no plates run manifest naming the prompt it was trained with; "
+                     "using plates' default prompt")
     return StudentContract()
