@@ -4,7 +4,10 @@ It draws a labelled dump (balanced body colour, orientation and plate colour; a 
 file), then runs parse → teach (offline template teacher) → build → tiny-model → train twice (real ``swift sft``:
 stage 1 a full fine-tune standing in for pretraining, stage 2 the product's LoRA + ViT recipe) → infer (real
 ``swift infer``: base, tuned, tuned with free decoding) → eval, with a majority baseline beside every
-score → compare. A real run swaps the preset, the teacher backend and the GPUs.
+score → compare. A real run swaps the preset, the teacher backend and the GPUs. ``--grounding`` adds plate
+location: plates at random places and sizes, their drawn boxes merged into the records (seed-grammar names carry
+none), ``build --grounding``, and the scoreboard's mean IoU against a baseline that always answers the training
+set's mean box.
 """
 
 from __future__ import annotations
@@ -96,10 +99,11 @@ def _quote(arg: str) -> str:
 
 
 def demo_steps(workdir: Path, images: int, seed: int, epochs: float | None = None,
-               stage2_epochs: float | None = None) -> list[tuple[str, list[str]]]:
+               stage2_epochs: float | None = None, grounding: bool = False) -> list[tuple[str, list[str]]]:
     """The ordered stage invocations (title, plates argv) the demo runs; pure, so tests can inspect it.
     ``STAGE1`` stands for the stage-1 checkpoint and ``RUN`` for the stage-2 run folder, known only once each
-    has trained. ``epochs`` / ``stage2_epochs`` override the presets' epoch counts."""
+    has trained. ``epochs`` / ``stage2_epochs`` override the presets' epoch counts. ``grounding``: the dataset
+    also trains the plate box (``plates build --grounding``)."""
     w = workdir
     dump, records, teach, dataset = w / "dump", w / "records.jsonl", w / "teacher.jsonl", w / "dataset"
     model, runs, reports = w / "tiny-qwen2.5-vl", w / "runs", w / "reports"
@@ -117,7 +121,7 @@ def demo_steps(workdir: Path, images: int, seed: int, epochs: float | None = Non
     stage2_sets = ["--set", f"num_train_epochs={stage2_epochs:g}"] if stage2_epochs else []
     steps += [
         ("build", ["build", str(records), "-o", str(dataset), "--descriptions", str(teach), *ratios,
-                   "--val-ratio", str(DEMO_VAL_RATIO), "--seed", str(seed)]),
+                   "--val-ratio", str(DEMO_VAL_RATIO), "--seed", str(seed), *(["--grounding"] if grounding else [])]),
         ("tiny-model", ["tiny-model", str(model), "--size", "demo"]),
         ("train stage 1 (full fine-tune, stands in for pretraining)",
          ["train", "--preset", STAGE1_PRESET, "--dataset", str(dataset), "--model", str(model),
@@ -161,7 +165,7 @@ DEMO_MARKER = ".plates-demo"  # marks a workdir the demo made: only there may it
 
 
 def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: float | None = None,
-             stage2_epochs: float | None = None, verbose: bool = False) -> Path:
+             stage2_epochs: float | None = None, verbose: bool = False, grounding: bool = False) -> Path:
     from plates.synth import make_dump
 
     _check_requirements()
@@ -183,8 +187,13 @@ def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: fl
     print(f"=== draw a synthetic dump of {images} labelled images (+3 broken names, 1 corrupt file) in {dump}\n"
           f"    body colour, orientation and plate colour drawn uniformly (a majority guess cannot score well)")
     width, height = DEMO_IMAGE_SIZE
-    make_dump(dump, images, seed=seed, broken=3, corrupt=1, width=width, height=height, balanced=True)
-    for title, argv in demo_steps(workdir, images, seed, epochs, stage2_epochs):
+    boxes = workdir / "dump.boxes.jsonl"
+    boxes.unlink(missing_ok=True)  # a stale one from an earlier --grounding run would describe another drawing
+    if grounding:
+        print("    --grounding: each plate at a random place and size; where it was drawn goes to " + boxes.name)
+    make_dump(dump, images, seed=seed, broken=3, corrupt=1, width=width, height=height, balanced=True,
+              random_plates=grounding, boxes_file=boxes if grounding else None)
+    for title, argv in demo_steps(workdir, images, seed, epochs, stage2_epochs, grounding):
         if STAGE1_PLACEHOLDER in argv:
             argv = [str(_stage1_checkpoint(workdir)) if a == STAGE1_PLACEHOLDER else a for a in argv]
         if RUN_PLACEHOLDER in argv:
@@ -197,19 +206,66 @@ def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: fl
         _stage(title, argv, log=workdir / "demo.log", verbose=verbose)
         if title == "parse":
             _show_rejects(workdir / "records.rejects.jsonl")
+            if grounding:
+                add_drawn_boxes(workdir / "records.jsonl", boxes)
     print(scoreboard(workdir / "reports"))
     losses = [_loss_summary(latest_run(workdir / "runs" / stage), stage) for stage in ("stage1", "stage2")]
+    location = location_test(_load_reports(workdir / "reports")) if grounding else None
+    if location:
+        verdict = "locates the plate better than" if location["p"] < 1e-3 else "is not shown to beat"
+        losses.append(f"plate location: the tuned model {verdict} the training set's mean box (mean IoU "
+                      f"{location['tuned']:.3f} vs {location['baseline']:.3f}, p = {location['p']:.1e})")
     print(_closing_notes(workdir, time.monotonic() - started, "\n".join(losses), read_drawings(workdir / "reports")))
     return workdir
 
 
+def add_drawn_boxes(records: Path, boxes: Path) -> int:
+    """Give each parsed record the ``plate_geometry`` its drawing has (from :func:`plates.synth.make_dump`'s
+    ``boxes_file``, joined by the image path relative to the dump): seed-grammar names carry no box and parse
+    must not guess one. Rewrites ``records`` (the demo's own parse output) atomically; returns how many records
+    got boxes. A record without a drawn box (none there should be) is a user-visible error, not silently boxless."""
+    from plates.io import iter_jsonl, write_jsonl
+
+    drawn = {os.path.normpath(row["image"]): row["plate_geometry"] for _, row in iter_jsonl(boxes, [])}
+    rows = [row for _, row in iter_jsonl(records, [])]
+    missing = [row["image"] for row in rows if os.path.normpath(row["image"]) not in drawn]
+    if missing:
+        raise UserError(f"{boxes}: no drawn plate box for {len(missing)} records, e.g. {missing[0]}")
+    for row in rows:
+        row["plate_geometry"] = drawn[os.path.normpath(row["image"])]
+    write_jsonl(records, rows)
+    print(f"    plate boxes of the drawing added to {len(rows)} records ({boxes.name} -> {records.name})")
+    return len(rows)
+
+
 # ---- the majority baseline and the scoreboard -----------------------------------------------------------------
 
+def reference_text(row: dict) -> str:
+    """A dataset row's reference answer as `plates eval` reads it: a grounding target's ``<bbox>`` tags filled,
+    in order, with the sample's ``objects`` boxes (original pixels), as `plates infer` writes its labels."""
+    from plates.grounding import BBOX_TAG, fill_bbox_tags
+
+    text = row["messages"][-1]["content"]
+    if BBOX_TAG in text:
+        text = fill_bbox_tags(text, (row.get("objects") or {}).get("bbox") or [])
+    return text
+
+
+def mean_box(boxes: list[list[float]]) -> list[int] | None:
+    """Each coordinate's mean over ``boxes``, rounded to whole pixels: the mean-box baseline's one answer."""
+    if not boxes:
+        return None
+    return [int(round(sum(b[k] for b in boxes) / len(boxes))) for k in range(4)]
+
+
 def majority_answer(train_file: Path) -> dict:
-    """The answer that ignores the image: every field's commonest training value, the commonest plate count, and a
-    plate number made of the commonest character at each position of the commonest length."""
+    """The answer that ignores the image: every field's commonest training value, the commonest plate count, a
+    plate number made of the commonest character at each position of the commonest length, and (when the
+    training answers give plate boxes) the training set's mean box as every plate's ``车牌位置``."""
     from collections import Counter
 
+    from plates.evaluation.common import BOX_FIELD
+    from plates.grounding import is_box
     from plates.io import iter_jsonl
     from plates.labels import PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_FIELDS, VEHICLE_GROUP
 
@@ -217,9 +273,10 @@ def majority_answer(train_file: Path) -> dict:
     plate = {f: Counter() for f in PLATE_FIELDS}
     counts: Counter = Counter()
     numbers: list[str] = []
+    boxes: list[list[float]] = []
     for _, row in iter_jsonl(train_file, []):
         try:
-            answer = json.loads(row["messages"][-1]["content"])
+            answer = json.loads(reference_text(row))
         except (KeyError, IndexError, TypeError, ValueError):
             continue  # description and reasoning samples are not JSON answers
         if not isinstance(answer, dict) or VEHICLE_GROUP not in answer:
@@ -233,6 +290,8 @@ def majority_answer(train_file: Path) -> dict:
             for f in PLATE_FIELDS:
                 plate[f][p.get(f)] += 1
             numbers.append(str(p.get(PLATE_NUMBER, "")))
+            if is_box(p.get(BOX_FIELD)):
+                boxes.append(p[BOX_FIELD])
     if not counts:
         raise UserError(f"{train_file}: no extraction answers to take a majority baseline from")
     common = {f: c.most_common(1)[0][0] for f, c in plate.items() if c}
@@ -240,6 +299,8 @@ def majority_answer(train_file: Path) -> dict:
         length = Counter(len(n) for n in numbers).most_common(1)[0][0]
         same = [n for n in numbers if len(n) == length]
         common[PLATE_NUMBER] = "".join(Counter(n[i] for n in same).most_common(1)[0][0] for i in range(length))
+    if boxes:
+        common[BOX_FIELD] = mean_box(boxes)
     n_plates = counts.most_common(1)[0][0]
     group = [dict(common) for _ in range(n_plates)]
     return {VEHICLE_GROUP: {f: c.most_common(1)[0][0] for f, c in vehicle.items()},
@@ -252,7 +313,7 @@ def write_majority_results(dataset: Path, output: Path) -> Path:
     from plates.io import iter_jsonl, write_jsonl
 
     answer = json.dumps(majority_answer(dataset / "train.jsonl"), ensure_ascii=False)
-    rows = [{"response": answer, "labels": row["messages"][-1]["content"], "images": row.get("images", []),
+    rows = [{"response": answer, "labels": reference_text(row), "images": row.get("images", []),
              "decoding": "majority"} for _, row in iter_jsonl(dataset / "val.jsonl", [])]
     write_jsonl(output, rows)
     print(f"\n=== majority baseline: every answer is {answer}")
@@ -265,6 +326,51 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     if k <= 0:
         return 1.0
     return min(1.0, sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(max(k, 0), n + 1)))
+
+
+def sign_test_greater(tuned: list[float], baseline: list[float]) -> tuple[int, int, float]:
+    """(wins, losses, p) of a one-sided exact sign test that ``tuned`` beats ``baseline`` pair by pair: ties are
+    dropped and p = P(X >= wins) for X ~ Binomial(wins + losses, 1/2), 1.0 when every pair ties."""
+    wins = sum(t > b + 1e-12 for t, b in zip(tuned, baseline))
+    losses = sum(b > t + 1e-12 for t, b in zip(tuned, baseline))
+    return wins, losses, binomial_tail(wins, wins + losses, 0.5) if wins + losses else 1.0
+
+
+def vehicle_ious(report: dict | None) -> dict[str, float]:
+    """Each held-out vehicle's mean plate IoU in a report (from its per-answer ``samples``; vehicles whose
+    answers have no reference box are left out)."""
+    from plates.evaluation.samples import read_samples
+
+    read = read_samples(report) if report else None
+    if read is None or "mean_iou" not in read[2]:
+        return {}
+    _, vehicles, columns = read
+    num, den = columns["mean_iou"]
+    sums: dict[str, list[float]] = {}
+    for vehicle, n, d in zip(vehicles, num, den):
+        if d > 0:
+            total = sums.setdefault(vehicle, [0.0, 0.0])
+            total[0] += float(n)
+            total[1] += float(d)
+    return {vehicle: n / d for vehicle, (n, d) in sums.items()}
+
+
+def location_test(loaded: dict[str, dict | None]) -> dict | None:
+    """The tuned model's plate location against the mean-box baseline (the majority report, whose every plate is
+    the training set's mean box): both mean IoUs and a one-sided sign test over held-out vehicles, each scored
+    by its mean plate IoU. A sign test, not a t-test or a bootstrap: IoU piles up at 0 and 1 (no normal
+    approximation), it is exact at the demo's few dozen vehicles, and it reads like the colours' binomial test.
+    Per vehicle, not per image: the frames of one vehicle are not independent draws. None without boxes."""
+    tuned, baseline = vehicle_ious(loaded.get("tuned")), vehicle_ious(loaded.get("majority"))
+    shared = sorted(set(tuned) & set(baseline))
+    if not shared:
+        return None
+    wins, losses, p = sign_test_greater([tuned[v] for v in shared], [baseline[v] for v in shared])
+    means = [((loaded.get(n) or {}).get("grounding") or {}).get("mean_iou") for n in ("tuned", "majority")]
+    if None in means:
+        return None
+    return {"tuned": means[0], "baseline": means[1], "vehicles": len(shared), "wins": wins, "losses": losses,
+            "ties": len(shared) - wins - losses, "p": p}
 
 
 def _field(report: dict | None, name: str, key: str = "accuracy") -> float | None:
@@ -318,9 +424,20 @@ def scoreboard(reports: Path) -> str:
     for title, get in rows:
         lines.append(_pad(title, widths[0]) + "".join(cell(get(loaded[n])).ljust(w)
                                                        for (n, _), w in zip(REPORTS, widths[1:])))
+    if any(r and r.get("grounding") for r in loaded.values()):
+        iou = lambda r: (r or {}).get("grounding", {}).get("mean_iou")  # noqa: E731
+        lines.append(_pad("plate IoU", widths[0]) + "".join(
+            ("—" if iou(loaded[n]) is None else f"{iou(loaded[n]):.3f}").ljust(w)
+            for (n, _), w in zip(REPORTS, widths[1:])))
     for f, correct, support, base, p in _drawn_attribute_tests(loaded):
         lines.append(f"{f}: tuned {correct}/{support} vs majority {100 * base:.1f}%: "
                      f"p = {p:.1e} that a majority guesser does as well")
+    test = location_test(loaded)
+    if test:
+        lines.append(f"车牌位置: tuned mean IoU {test['tuned']:.3f} vs {test['baseline']:.3f} for the training set's "
+                     f"mean box (the majority column); per held-out vehicle tuned better {test['wins']}, worse "
+                     f"{test['losses']}, tied {test['ties']} of {test['vehicles']}: p = {test['p']:.1e} that the "
+                     f"mean box does as well (one-sided sign test)")
     return "\n".join(lines)
 
 
@@ -363,6 +480,7 @@ def _wrap(text: str, width: int = 115) -> str:
 
 def _closing_notes(w: Path, seconds: float, loss: str = "", read: tuple[list[str], list[str]] = ((), ())) -> str:
     learnt, not_learnt = read
+    boxes = "; dump.boxes.jsonl (where each plate was drawn)" if (w / "dump.boxes.jsonl").is_file() else ""
     reading = (f"reads {', '.join(learnt)} well above the majority column (p < 1e-3)" if learnt
                else "does not yet read any drawn attribute above the majority column")
     if not_learnt:
@@ -381,7 +499,7 @@ not prove anything about real photographs or a real model. For a real run change
   dump/ (drawn images), records.jsonl + records.rejects.jsonl, teacher.jsonl, dataset/ (train.jsonl, val.jsonl,
   stats.json), tiny-qwen2.5-vl/, runs/stage1 (full fine-tune) and runs/stage2 (LoRA + ViT) with their manifests and
   swift-sft.log, results.{{majority,base,tuned,tuned_free}}.jsonl (+ .swift-infer.log), reports/*.json|.md,
-  reports/plots/, demo.log (teach and eval output)
+  reports/plots/, demo.log (teach and eval output){boxes}
 {loss}
 {_wrap(proof)}
   • the dump:     plates parse /data/dump -o records.jsonl
@@ -403,6 +521,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=float, help=f"stage-1 epochs (default: the {STAGE1_PRESET} preset's)")
     parser.add_argument("--stage2-epochs", type=float, help=f"stage-2 epochs (default: the {STAGE2_PRESET} preset's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the dump and the split")
+    parser.add_argument("--grounding", action="store_true",
+                        help="plate location too: draw each plate at a random place and size, train its box "
+                             "(plates build --grounding) and score the tuned model's mean IoU against the training "
+                             "set's mean box (one-sided sign test over held-out vehicles); off by default")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show every stage's output and stream ms-swift's (by default the teach and eval "
                              "stages write to WORKDIR/demo.log and ms-swift to each run's log)")
@@ -412,14 +534,17 @@ def run(args: argparse.Namespace) -> int:
     """Run the whole pipeline end to end on CPU with no network: draw a labelled dump, parse, teach (offline
     template teacher), build, make a tiny Qwen2.5-VL, train it in two stages with real `swift sft` (a full
     fine-tune standing in for pretraining, then LoRA + ViT), infer with real `swift infer`, and evaluate every
-    stage beside a majority baseline. Takes about 10 minutes on 2 cores."""
+    stage beside a majority baseline. Takes about 10 minutes on 2 cores. With --grounding the plates are drawn
+    at random places and sizes and the model also learns their boxes, scored by mean IoU against the training
+    set's mean box."""
     if args.images < 8:
         raise UserError("--images must be at least 8 (the split needs a few vehicles on each side)")
     for name in ("epochs", "stage2_epochs"):
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UserError(f"--{name.replace('_', '-')} must be a positive number of epochs (e.g. 1 or 0.25)")
-    run_demo(args.workdir.resolve(), args.images, args.seed, args.epochs, args.stage2_epochs, args.verbose)
+    run_demo(args.workdir.resolve(), args.images, args.seed, args.epochs, args.stage2_epochs, args.verbose,
+             args.grounding)
     return 0
 
 

@@ -251,6 +251,16 @@ def draw_vehicle(labels: dict[str, Any], width: int = 160, height: int = 120, rn
     """A BGR image of the labelled vehicle: body in the vehicle colour, seen from the labelled side (front: white
     headlights and a grille; rear: red tail lights and a rear window; side: a long low body with a cabin and two
     wheels), plates in their colours with the number written (CJK characters as a placeholder glyph)."""
+    return draw_vehicle_boxes(labels, width, height, rng)[0]
+
+
+def draw_vehicle_boxes(labels: dict[str, Any], width: int = 160, height: int = 120, rng: random.Random | None = None,
+                       random_plates: bool = False):
+    """(image, plate boxes) of :func:`draw_vehicle`: each plate's ``[x1, y1, x2, y2]`` in the image's pixels,
+    as drawn. ``random_plates`` draws each plate at a random size (28–50% of the image width) and a random place
+    in the lower 60% of the image (below the windscreen, so the lamps keep most of their area), instead of
+    centred on the bumper: the plate-location task of the demo. Without it the drawing (and the ``rng`` draws)
+    are those of :func:`draw_vehicle`."""
     import cv2
     import numpy as np
 
@@ -304,15 +314,22 @@ def draw_vehicle(labels: dict[str, Any], width: int = 160, height: int = 120, rn
         for x0 in (left + 3, right - 3 - lamp_w):
             cv2.rectangle(image, (x0, lamp_y), (x0 + lamp_w, lamp_y + lamp_h), lamp, -1)
             cv2.rectangle(image, (x0, lamp_y), (x0 + lamp_w, lamp_y + lamp_h), (10, 10, 10), 2)
+    boxes: list[list[int]] = []
     if not plates:
-        return image
+        return image, boxes
     slot = (right - left) // len(plates)
     for index, plate in enumerate(plates):
         double = plate.get("车牌层数") == "双层车牌"
         plate_w = min(int(slot * 0.85), max(40, int(width * 0.45)))
+        if random_plates:
+            plate_w = min(rng.randint(int(width * 0.28), int(width * 0.5)), max(40, slot - 4))
         plate_h = max(10, int(plate_w * (0.5 if double else 0.3)))
         x0 = left + index * slot + (slot - plate_w) // 2
         y0 = bottom - plate_h - 3
+        if random_plates:
+            x0 = rng.randint(index * width // len(plates) + 2, (index + 1) * width // len(plates) - plate_w - 2)
+            y0 = rng.randint(int(height * 0.4), height - plate_h - 2)
+        boxes.append([x0, y0, x0 + plate_w, y0 + plate_h])
         colour_name = plate.get("车牌颜色", UNKNOWN)
         cv2.rectangle(image, (x0, y0), (x0 + plate_w, y0 + plate_h), PLATE_BGR.get(colour_name, PLATE_BGR[UNKNOWN]), -1)
         if colour_name == "黄绿色":
@@ -330,7 +347,7 @@ def draw_vehicle(labels: dict[str, Any], width: int = 160, height: int = 120, rn
             origin = (x0 + (plate_w - tw) // 2, int(y0 + line_h * row + (line_h + th) / 2))
             cv2.putText(image, line, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 2 if scale > 0.6 else 1,
                         cv2.LINE_AA)
-    return image
+    return image, boxes
 
 
 def _broken_name(rng: random.Random, index: int) -> str:
@@ -374,10 +391,16 @@ def dump_entries(n: int, *, seed: int = 0, balanced: bool = False) -> Iterator[D
 
 
 def make_dump(root: str | Path, n: int, *, seed: int = 0, broken: int = 0, corrupt: int = 0,
-              width: int = 160, height: int = 120, balanced: bool = False) -> list[Path]:
+              width: int = 160, height: int = 120, balanced: bool = False, random_plates: bool = False,
+              boxes_file: str | Path | None = None) -> list[Path]:
     """Write a labelled dump under ``root``: the ``n`` images of :func:`dump_entries` drawn as JPEGs of about
     ``width`` x ``height``, plus ``broken`` files whose names cannot be parsed (or are not images) and ``corrupt``
-    files with a valid name but garbage bytes. Deterministic for a seed; returns every path written."""
+    files with a valid name but garbage bytes. Deterministic for a seed; returns every path written.
+
+    ``random_plates``: plates at a random place and size (:func:`draw_vehicle_boxes`). ``boxes_file``: a JSONL
+    of where each image's plates were drawn, ``{"image": <path relative to root>, "plate_geometry": [{"box":
+    [x1, y1, x2, y2]}, …]}`` (the shape of a record's ``plate_geometry``, see :mod:`plates.records`): seed-grammar
+    names carry no box, so this sidecar is how the labels of a drawn dump get them."""
     import cv2
 
     root = Path(root)
@@ -386,20 +409,27 @@ def make_dump(root: str | Path, n: int, *, seed: int = 0, broken: int = 0, corru
     encode = [int(cv2.IMWRITE_JPEG_QUALITY), 80]
     rng = random.Random(f"draw-{seed}")
     written: list[Path] = []
+    boxes: list[dict[str, Any]] = []
     # Creating files dominates on slow file systems: threads overlap it while this thread draws.
     with ThreadPoolExecutor(max_workers=4) as writer:
         pending = []
         for entry in dump_entries(n, seed=seed, balanced=balanced):
             w = width + rng.randint(-width // 8, width // 8)
             h = height + rng.randint(-height // 8, height // 8)
-            ok, data = cv2.imencode(".jpg", draw_vehicle(entry.labels, w, h, rng), encode)
+            image, drawn = draw_vehicle_boxes(entry.labels, w, h, rng, random_plates)
+            ok, data = cv2.imencode(".jpg", image, encode)
             if not ok:  # pragma: no cover - cv2 always encodes a uint8 BGR array
                 raise RuntimeError("cv2.imencode failed")
+            boxes.append({"image": entry.path, "plate_geometry": [{"box": box} for box in drawn]})
             path = root / entry.path
             pending.append(writer.submit(path.write_bytes, data.tobytes()))
             written.append(path)
         for future in pending:
             future.result()
+    if boxes_file is not None:
+        from plates.io import write_jsonl
+
+        write_jsonl(boxes_file, boxes)
     folders = [root / f for f in _FOLDERS]
     for index in range(broken):
         path = folders[index % len(folders)] / _broken_name(rng, index)

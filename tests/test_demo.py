@@ -13,6 +13,7 @@ from plates.demo import (
     RUN_PLACEHOLDER, STAGE1_PLACEHOLDER, binomial_tail, demo_steps, majority_answer, scoreboard, write_majority_results,
 )
 from plates.io import read_jsonl, write_jsonl
+from plates.synth import make_dump
 
 
 def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
@@ -37,6 +38,9 @@ def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
     with_epochs = demo_steps(tmp_path / "w", 24, 0, epochs=2, stage2_epochs=0.25)
     trains = [argv for _, argv in with_epochs if argv[0] == "train"]
     assert "num_train_epochs=2" in trains[0] and "num_train_epochs=0.25" in trains[1]
+    builds = [argv for _, argv in demo_steps(tmp_path / "w", 24, 0, grounding=True) if argv[0] == "build"]
+    assert "--grounding" in builds[0] and parser.parse_args(builds[0]).grounding
+    assert not any("--grounding" in argv for _, argv in steps)
 
 
 def _sample(answer, prompt="<image>请识别"):
@@ -117,6 +121,9 @@ def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
         assert len(runs) == 1
     assert "scoreboard" in out and "majority" in out
 
+    assert "车牌位置" not in out and "grounding" not in json.loads(
+        (workdir / "reports" / "tuned.json").read_text(encoding="utf-8"))
+
     # Re-running reuses the workdir: the teacher outputs are already there, training makes a new run folder.
     teacher_lines = len(read_jsonl(workdir / "teacher.jsonl"))
     assert main(["demo", "--workdir", str(workdir), "--images", "8", "--epochs", "1", "--stage2-epochs", "1"]) == 0
@@ -128,6 +135,27 @@ def test_demo_runs_end_to_end_and_again_in_the_same_workdir(tmp_path, capsys):
     assert len(read_jsonl(workdir / "teacher.jsonl")) == teacher_lines
     runs = [p for p in (workdir / "runs" / "stage2").iterdir() if (p / "plates_manifest.json").is_file()]
     assert len(runs) == 2
+
+
+@pytest.mark.slow
+def test_demo_with_grounding_carries_the_drawn_boxes_to_the_scoreboard(tmp_path, capsys):
+    """`plates demo --grounding` end to end on a few images: the drawn boxes reach the records, the targets, the
+    mean-box baseline's and the tuned model's reports, and the scoreboard's plate-location line."""
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(workdir), "--images", "24", "--epochs", "1", "--stage2-epochs", "1",
+                 "--grounding"]) == 0
+    out = capsys.readouterr().out
+    records = read_jsonl(workdir / "records.jsonl")
+    assert len(records) == 24 and all(len(r["plate_geometry"]) == 1 for r in records)
+    assert json.loads((workdir / "dataset" / "stats.json").read_text(encoding="utf-8"))["grounding"]["on"]
+    val = read_jsonl(workdir / "dataset" / "val.jsonl")
+    for name in ("majority", "tuned"):
+        report = json.loads((workdir / "reports" / f"{name}.json").read_text(encoding="utf-8"))
+        assert report["grounding"]["plates"] == len(val) > 0, name
+    majority = json.loads(read_jsonl(workdir / "results.majority.jsonl")[0]["response"])
+    assert len(majority["车牌属性"]["车牌位置"]) == 4
+    assert "plate IoU" in out and "车牌位置: tuned mean IoU" in out and "one-sided sign test" in out
+    assert "plate location: the tuned model" in out
 
 
 @pytest.mark.slow
@@ -189,3 +217,91 @@ def test_a_full_fine_tune_checkpoint_points_to_model(tmp_path):
     assert checkpoint_dir(run) == lora and checkpoint_dir(lora) == lora
     with pytest.raises(UserError, match="not a LoRA checkpoint"):
         checkpoint_dir(tmp_path)
+
+
+def test_mean_box_baseline_and_the_location_sign_test_by_hand(tmp_path):
+    """The mean-box baseline answers every plate with the training boxes' per-coordinate mean (from grounding
+    targets: `<bbox>` tags filled from `objects`), and the location p-value is a one-sided sign test over vehicles."""
+    from plates.demo import location_test, mean_box, sign_test_greater, vehicle_ious
+
+    assert mean_box([[0, 0, 10, 10], [10, 20, 30, 41]]) == [5, 10, 20, 26]  # 25.5 rounds half to even
+    assert mean_box([]) is None
+
+    def grounded(box, colour="白色"):
+        row = _sample(_answer(colour, "云A12345"))
+        answer = json.loads(row["messages"][-1]["content"])
+        answer["车牌属性"]["车牌位置"] = "<bbox>"
+        row["messages"][-1]["content"] = json.dumps(answer, ensure_ascii=False).replace('"<bbox>"', "<bbox>")
+        row["objects"] = {"ref": [], "bbox": [box], "bbox_type": "real"}
+        return row
+
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    write_jsonl(dataset / "train.jsonl", [grounded([10, 100, 60, 120]), grounded([30, 110, 90, 130]),
+                                          grounded([20, 90, 70, 110], "红色")])
+    assert majority_answer(dataset / "train.jsonl")["车牌属性"]["车牌位置"] == [20, 100, 73, 120]
+
+    # Baseline box [20, 100, 73, 120] against references: identical (IoU 1), and [20, 100, 73, 140]: the baseline
+    # box covers half of it, IoU 1060 / 2120 = 0.5.
+    rows = [grounded([20, 100, 73, 120]), grounded([20, 100, 73, 140])]
+    for i, row in enumerate(rows):
+        row["images"] = [f"/v/car{100 + i}_frame.jpg"]
+    write_jsonl(dataset / "val.jsonl", rows)
+    out = write_majority_results(dataset, tmp_path / "results.majority.jsonl")
+    assert main(["eval", str(out), "--json", str(tmp_path / "majority.json")]) == 0
+    report = json.loads((tmp_path / "majority.json").read_text(encoding="utf-8"))
+    assert report["grounding"]["mean_iou"] == pytest.approx(0.75)
+    assert vehicle_ious(report) == pytest.approx({"car100": 1.0, "car101": 0.5})
+
+    # A "tuned" answer per vehicle: exact on car101 (1.0 > 0.5), the same box as the baseline on car100 (a tie).
+    tuned = [{"response": r["labels"], "labels": r["labels"], "images": r["images"]} for r in read_jsonl(out)]
+    tuned[0]["response"] = read_jsonl(out)[0]["response"]
+    write_jsonl(tmp_path / "results.tuned.jsonl", tuned)
+    assert main(["eval", str(tmp_path / "results.tuned.jsonl"), "--json", str(tmp_path / "tuned.json")]) == 0
+    loaded = {n: json.loads((tmp_path / f"{n}.json").read_text(encoding="utf-8")) for n in ("tuned", "majority")}
+    test = location_test(loaded)
+    assert test == {"tuned": pytest.approx(1.0), "baseline": pytest.approx(0.75), "vehicles": 2, "wins": 1,
+                    "losses": 0, "ties": 1, "p": 0.5}
+    assert "车牌位置: tuned mean IoU 1.000 vs 0.750" in scoreboard(tmp_path)
+
+    # By hand: 9 wins, 1 loss, 2 ties -> P(X >= 9), X ~ Bin(10, 1/2) = (10 + 1) / 1024.
+    tuned_iou = [0.9] * 9 + [0.1, 0.3, 0.0]
+    base_iou = [0.2] * 9 + [0.4, 0.3, 0.0]
+    wins, losses, p = sign_test_greater(tuned_iou, base_iou)
+    assert (wins, losses) == (9, 1) and p == pytest.approx(11 / 1024)
+    assert sign_test_greater([0.5], [0.5]) == (0, 0, 1.0)
+
+
+def test_drawn_plates_at_random_places_come_with_their_boxes(tmp_path):
+    """`make_dump(random_plates=True, boxes_file=…)`: the boxes are where the plate colour is drawn, they vary in
+    place and size, and `plates parse` + the demo's merge give every record its box."""
+    import cv2
+    import numpy as np
+
+    from plates.demo import add_drawn_boxes
+    from plates.synth import PLATE_BGR
+
+    dump, boxes_file = tmp_path / "dump", tmp_path / "dump.boxes.jsonl"
+    make_dump(dump, 30, seed=3, width=224, height=168, balanced=True, random_plates=True, boxes_file=boxes_file)
+    drawn = read_jsonl(boxes_file)
+    assert len(drawn) == 30
+    lefts, widths = set(), set()
+    for row in drawn:
+        (plate,) = row["plate_geometry"]
+        x1, y1, x2, y2 = plate["box"]
+        lefts.add(x1)
+        widths.add(x2 - x1)
+        image = cv2.imread(str(dump / row["image"]))
+        h, w = image.shape[:2]
+        assert 0 <= x1 < x2 < w and 0.4 * h - 1 <= y1 < y2 < h
+        assert x2 - x1 >= 0.28 * w - 1
+        name = row["image"]
+        colour = next(c for c in ("蓝色", "黄色", "绿色") if f"-{c}-" in name.split("车牌属性0")[1])
+        corner = image[y1 + 1, x1 + 1].astype(int)  # a plate corner: plate colour (JPEG-blurred), no text there
+        assert np.abs(corner - np.array(PLATE_BGR[colour])).max() < 60, (name, corner)
+    assert len(lefts) > 10 and len(widths) > 10
+
+    assert main(["parse", str(dump), "-o", str(tmp_path / "records.jsonl")]) == 0
+    assert add_drawn_boxes(tmp_path / "records.jsonl", boxes_file) == 30
+    by_image = {r["image"]: r["plate_geometry"] for r in drawn}
+    assert all(r["plate_geometry"] == by_image[r["image"]] for r in read_jsonl(tmp_path / "records.jsonl"))
