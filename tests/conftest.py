@@ -13,6 +13,17 @@ os.environ.setdefault("MODELSCOPE_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves os.environ as it found it: ms-swift code run in-process exports some of its arguments
+    (``model_kwargs``) and a later test's plan would read them as the user's own environment."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random-weight Qwen2.5-VL that real ms-swift accepts (built once, no download)."""
