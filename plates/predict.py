@@ -44,6 +44,7 @@ from plates.errors import UserError
 from plates.inference import InferenceSettings
 from plates.io import check_output_file, dump_json_line, guard_outputs, iter_jsonl, progress, write_jsonl
 from plates.image_inputs import Candidate, collect_inputs, rejects_path
+from plates.journal import Journal
 from plates.launch import Nodes, stop_on_signals
 from plates.outputs import input_path, output_file
 from plates.student import EXTRACTION_PROMPT, GROUNDING_PROMPT, StudentContract, for_run
@@ -283,7 +284,6 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
     from plates import swift_cli
     from plates.infer import build_infer_command, checkpoint_dir
     from plates.launch import check_gpus_present
-    from plates.teach import OutputLog
 
     settings = InferenceSettings.of(settings or InferenceSettings(max_new_tokens=DEFAULT_MAX_NEW_TOKENS), **values)
     nodes = nodes or Nodes()
@@ -364,7 +364,7 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
                                       messages)
                 else:
                     _answer(candidates, rejected, rejects, output, dataset, result, argv, env, log_path, verbose,
-                            summary, settings_key, settings, OutputLog, mapper, messages=messages)
+                            summary, settings_key, settings, Journal, mapper, messages=messages)
             except KeyboardInterrupt as exc:
                 signum = getattr(exc, "signum", None)
                 raise PredictInterrupted(signum if isinstance(signum, int) else signal.SIGINT, summary) from None

@@ -6,7 +6,7 @@ Nothing here is new machinery: requests go through the ``openai`` teacher backen
 base64 data URLs shrunk to ``--max-pixels``, round-robin over the endpoints, retries with backoff on 429, 5xx,
 timeouts, bad and oversized bodies), a few requests in flight from :func:`plates.workpool.run_pool`, and the
 output is `plates predict`'s own: the same lines (key = image path + content hash), appended and fsynced one
-answer at a time through teach's :class:`plates.teach.OutputLog`, so a re-run answers only what is missing and
+answer at a time through the journal teach writes too (:class:`plates.journal.Journal`), so a re-run answers only what is missing and
 each image is answered exactly once whichever endpoint answered it.
 """
 
@@ -23,6 +23,7 @@ from typing import Any
 
 from plates.errors import UserError
 from plates.image_inputs import Candidate, collect_inputs, rejects_path
+from plates.journal import Journal
 from plates.io import guard_outputs, progress, write_jsonl
 from plates.outputs import input_path
 from plates.signals import deferred
@@ -100,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
     """`plates predict --endpoint …`; the exit status is 1 when some images failed for good (re-run)."""
     from plates import predict
     from plates.schema import answer_validator
-    from plates.teach import OutputLog
     from plates.teacher import OpenAIBackend, Request, TeacherError
 
     given = [flag for name, flag in LOCAL_ONLY.items() if getattr(args, name, None)]
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         except TeacherError as exc:
             return candidate, exc
 
-    log = OutputLog(output, "predict")
+    log = Journal(output, "predict")
     try:
         recovered = log.recover()
         summary.torn_bytes = recovered.torn_bytes

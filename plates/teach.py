@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import re
 import sys
 import threading
@@ -40,10 +39,11 @@ from typing import Any, Callable, Iterable
 from plates.contracts import TeacherLine
 from plates.errors import UserError
 from plates.io import (
-    check_input_file, dump_json_line, guard_outputs, iter_jsonl, progress, same_file, write_json,
+    check_input_file, guard_outputs, iter_jsonl, progress, same_file, write_json,
 )
 from plates.outputs import input_path, output_file
 from plates.records import load_records, resolve_image
+from plates.journal import Journal
 from plates.signals import deferred
 from plates.workpool import run_pool
 from plates import teacher, template_teacher  # noqa: F401 - template_teacher registers the default backend
@@ -64,127 +64,6 @@ def output_key(image_sha256: str, image: str, labels: dict[str, Any], mode: str,
 
 
 # --- the output file ----------------------------------------------------------------------------------------
-
-@dataclass
-class Recovered:
-    keys: set[str] = field(default_factory=set)
-    lines: int = 0
-    torn_bytes: int = 0
-    duplicates: int = 0
-    sources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-
-class OutputLog:
-    """The append-only output file: exclusive lock, crash recovery, one durable line at a time."""
-
-    def __init__(self, path: Path, command: str = "teach"):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            import fcntl
-
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - non-POSIX
-            pass
-        except OSError:
-            os.close(self.fd)
-            raise UserError(f"{self.path}: another `plates {command}` is writing this file") from None
-        if created:
-            _fsync_dir(self.path.parent)
-
-    def recover(self, index_sources: bool = False) -> Recovered:
-        """Read the keys already written and repair only what a crash of ours can leave: a last line cut off
-        mid-write (no newline, not JSON, the start of a teacher line) is cut; a complete, valid last line that
-        merely lacks its newline is kept and the newline added. Anything else (a damaged line elsewhere, a
-        line that is not a teacher line, a file that is not teacher output at all) is not ours to repair and
-        is a user error, with the file left untouched."""
-        import json
-
-        result = Recovered()
-        cut_at: int | None = None
-        bad_line = 0
-        newline_missing = False
-        not_ours = "is not a `plates teach` output"
-        with open(self.path, "rb") as handle:
-            offset = 0
-            for number, raw in enumerate(handle, 1):
-                start, offset = offset, offset + len(raw)
-                if raw.strip() == b"" and raw.endswith(b"\n"):
-                    continue
-                if cut_at is not None:
-                    raise UserError(f"{self.path}: line {bad_line} is damaged (not JSON) but is not the last line; "
-                                    "fix or remove it and re-run")
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    line = None
-                complete = raw.endswith(b"\n")
-                if line is None:
-                    if not _torn(raw):
-                        if result.lines == 0:
-                            raise UserError(f"{self.path}: {not_ours} (line {number} is not a teacher line); "
-                                            "choose another -o")
-                        raise UserError(f"{self.path}: line {number} is damaged (not JSON) and is not a line cut off "
-                                        "by a crash; fix or remove it and re-run")
-                    cut_at, bad_line = start, number
-                    continue
-                if not isinstance(line, dict) or not isinstance(line.get("key"), str):
-                    raise UserError(f"{self.path}: line {number} has no 'key' ({not_ours}; choose another -o)")
-                newline_missing = not complete
-                result.lines += 1
-                if line["key"] in result.keys:
-                    result.duplicates += 1
-                result.keys.add(line["key"])
-                if index_sources:
-                    _index_source(result.sources, line)
-        if cut_at is not None:
-            size = self.path.stat().st_size
-            os.ftruncate(self.fd, cut_at)
-            os.fsync(self.fd)
-            result.torn_bytes = size - cut_at
-        elif newline_missing:
-            os.write(self.fd, b"\n")
-            os.fsync(self.fd)
-        return result
-
-    def append(self, line: dict[str, Any]) -> None:
-        data = dump_json_line(line).encode("utf-8")
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-        (getattr(os, "fdatasync", None) or os.fsync)(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-_LINE_START = b'{"key":"'
-
-
-def _torn(raw: bytes) -> bool:
-    """Whether an unparsable ``raw`` line is what a crash during :meth:`OutputLog.append` leaves: the start of
-    one of our lines without its newline, or the zero bytes a power cut leaves where a line was going."""
-    body = raw.rstrip(b"\0")
-    if not body.strip(b"\0\n"):
-        return True
-    return not body.endswith(b"\n") and (body.startswith(_LINE_START) or _LINE_START.startswith(body))
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - directories cannot be opened on some platforms
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
 
 def _index_source(sources: dict[str, dict[str, dict[str, Any]]], line: dict[str, Any]) -> None:
     """Remember the latest usable describe (verdict ok) and caption line per image, for fuse."""
@@ -372,12 +251,12 @@ def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend
     model = backend.resolve_model()
     summary = Summary(mode, backend.name, model, prompts.version, str(out_path), records=len(records))
     start = time.monotonic()
-    log = OutputLog(out_path)
+    log = Journal(out_path)
     try:
+        sources: dict[str, dict[str, dict[str, Any]]] = {}
         fuse_from_out = mode == "fuse" and (not inputs or any(_same_file(p, out_path) for p in inputs))
-        recovered = log.recover(index_sources=fuse_from_out)
+        recovered = log.recover(on_line=(lambda line: _index_source(sources, line)) if fuse_from_out else None)
         summary.torn_bytes = recovered.torn_bytes
-        sources = recovered.sources
         if mode == "fuse":
             extra, _ = load_fuse_sources([p for p in inputs or [] if not _same_file(p, out_path)])
             for image, found in extra.items():

@@ -304,7 +304,7 @@ def test_predict_keeps_mapped_boxes_in_its_answer_lines(tmp_path):
     """predict's own results reader (Answers, what follows `swift infer`'s result file) with a mapper: the line's
     response and normalised answer hold the box in original pixels, the model's text stays in raw_response."""
     from plates.predict import Answers, Candidate, PredictSummary, describe_answer
-    from plates.teach import OutputLog
+    from plates.journal import Journal
     from tqdm import tqdm
 
     image = tmp_path / "车 1.jpg"
@@ -316,7 +316,7 @@ def test_predict_keeps_mapped_boxes_in_its_answer_lines(tmp_path):
     result = tmp_path / "results.jsonl"
     write_jsonl(result, [{"response": text, "images": [{"path": str(image), "bytes": None}]}])
     output = tmp_path / "predictions.jsonl"
-    log = OutputLog(output, "predict")
+    log = Journal(output, "predict")
     log.recover()
     with tqdm(disable=True) as bar:
         answers = Answers([Candidate(str(image), "0" * 64)], result, log=log, summary=PredictSummary(out=str(output)),

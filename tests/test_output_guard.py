@@ -255,13 +255,13 @@ def test_refused_predict_rerun_keeps_the_previous_rejects(tmp_path, tiny_model_d
 
 
 def test_two_predicts_on_one_output_name_predict(tmp_path, tiny_model_dir, capsys):
-    from plates.teach import OutputLog
+    from plates.journal import Journal
 
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "readme.txt").write_text("not an image\n", encoding="utf-8")
     out = tmp_path / "preds.jsonl"
-    holder = OutputLog(out, "predict")  # the first run, still writing
+    holder = Journal(out, "predict")  # the first run, still writing
     try:
         _refused(capsys, ["predict", folder, "-o", out, "--model", tiny_model_dir], out,
                  says="another `plates predict` is writing this file")

@@ -184,13 +184,13 @@ def test_answers_are_filed_by_image_as_ms_swift_writes_them(tmp_path):
     """The results file is read while it grows: torn last lines wait, lines in any rank order are filed under
     their own image, each once; an answer for an image not asked stops the run and keeps what came before."""
     from plates.predict import Answers, PredictSummary
-    from plates.teach import OutputLog
+    from plates.journal import Journal
 
     images = _unlabelled(tmp_path / "in", 3)
     pending, _ = collect_inputs([str(p) for p in images])
     result, out = tmp_path / "results.jsonl", tmp_path / "preds.jsonl"
     summary = PredictSummary(out=str(out))
-    log = OutputLog(out)
+    log = Journal(out)
 
     class Bar:
         n = 0

@@ -377,16 +377,16 @@ def test_missing_image_fails_and_is_reported(records, tmp_path, capsys):
 
 
 def test_second_writer_is_refused(tmp_path):
-    from plates.teach import OutputLog
+    from plates.journal import Journal
 
     out = tmp_path / "teacher.jsonl"
-    first = OutputLog(out)
+    first = Journal(out)
     try:
         with pytest.raises(UserError, match="another `plates teach`"):
-            OutputLog(out)
+            Journal(out)
     finally:
         first.close()
-    OutputLog(out).close()
+    Journal(out).close()
 
 
 # --- openai backend against a local server ------------------------------------------------------------------
