@@ -23,9 +23,28 @@ import yaml
 VEHICLE_GROUP = "车辆属性"
 PLATE_GROUP = "车牌属性"
 GROUPS = (VEHICLE_GROUP, PLATE_GROUP)
-PLATE_NUMBER = "车牌号码"
 UNKNOWN = "未知"
 KINDS = ("closed", "open", "free_text", "box")
+# What code finds a field by (``role:`` in fields.yaml), with the group and kinds each role allows. Every role but
+# the optional plate box is required: plate checks, the file-name grammars, synth and the scorers key on them.
+ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "vehicle_brand": (VEHICLE_GROUP, ("closed", "open", "free_text")),
+    "vehicle_type": (VEHICLE_GROUP, ("closed", "open")),
+    "vehicle_colour": (VEHICLE_GROUP, ("closed", "open")),
+    "vehicle_orientation": (VEHICLE_GROUP, ("closed", "open")),
+    "plate_country": (PLATE_GROUP, ("closed", "open")),
+    "plate_province": (PLATE_GROUP, ("closed", "open")),
+    "plate_number": (PLATE_GROUP, ("free_text",)),
+    "plate_colour": (PLATE_GROUP, ("closed", "open")),
+    "plate_layers": (PLATE_GROUP, ("closed", "open")),
+    "plate_usage": (PLATE_GROUP, ("closed", "open")),
+    "plate_box": (PLATE_GROUP, ("box",)),
+}
+OPTIONAL_ROLES = frozenset({"plate_box"})
+BOUND_KEYS = ("chars", "longest_word", "words")
+# Keys of a field's row that describe the table's structure rather than its vocabulary (plates.tiny_model leaves
+# their lines out of its tokenizer corpus).
+STRUCTURE_KEYS = ("role", "slot", "slot_rest", "bounds")
 
 _SEPARATORS = re.compile(r"[\s\-_.·•・]+")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -39,13 +58,29 @@ def labels_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class StringBounds:
+    """An open string field's bounds for the answer schema: words of 1..``longest_word`` characters of the regex
+    class ``chars`` (which may name ``{cjk}``, ``{scripts}`` and ``{plate_chars}``, filled in by plates.schema),
+    at most ``words`` of them, joined by single spaces."""
+
+    chars: str
+    longest_word: int
+    words: int
+
+
+@dataclass(frozen=True)
 class FieldSpec:
     """One row of the field table: ``name`` (the answer key), ``group``, ``slug`` (ASCII, for code, templates and
     file names), ``kind`` (closed, open, free_text or box) and ``order`` (position in answers, from the file order).
 
     ``optional`` fields (the plate box ``车牌位置``, kind ``box``: ``[x1, y1, x2, y2]`` integers, original-image
     pixels) may be left out of an answer; they are not in :data:`FIELDS`, so per-field scoring, prompts and
-    label tallies stay as they were, and an answer carries them only when asked (``answer_from_labels(boxes=…)``)."""
+    label tallies stay as they were, and an answer carries them only when asked (``answer_from_labels(boxes=…)``).
+
+    ``role``: what code finds the field by (one of :data:`ROLES`, or None); ``slot``: its position in its group's
+    part of a seed file name (``车辆属性:品牌-朝向-类型-颜色``), None when names do not carry it; ``slot_rest``: the
+    slot that takes the '-'-separated pieces beyond the grammar's count (brands and numbers may contain '-');
+    ``bounds``: an open string's :class:`StringBounds` in the answer schema, or None."""
 
     name: str
     group: str
@@ -53,41 +88,142 @@ class FieldSpec:
     kind: str
     order: int
     optional: bool = False
+    role: str | None = None
+    slot: int | None = None
+    slot_rest: bool = False
+    bounds: StringBounds | None = None
 
 
-def _field_kind(spec: dict[str, Any]) -> str:
+class FieldTableError(ValueError):
+    """``fields.yaml`` breaks a rule of the field table (the message names the file, the field and the rule)."""
+
+
+def _field_kind(spec: dict[str, Any], where: str = "fields.yaml") -> str:
     """``kind``, or the older ``open`` / ``free_text`` flags of a labels folder written before ``kind``."""
     kind = spec.get("kind") or ("free_text" if spec.get("free_text") else "open" if spec.get("open") else "closed")
     if kind not in KINDS:
-        raise ValueError(f"fields.yaml: kind {kind!r} is not one of {', '.join(KINDS)}")
+        raise FieldTableError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
     return kind
 
 
+def _string_bounds(where: str, name: str, raw: Any) -> StringBounds | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != set(BOUND_KEYS) or not isinstance(raw["chars"], str) or not all(
+            isinstance(raw[key], int) and not isinstance(raw[key], bool) and raw[key] > 0
+            for key in ("longest_word", "words")):
+        raise FieldTableError(f"{where}: field {name} has bounds {raw!r}; expected {{chars: REGEX CLASS, "
+                              f"longest_word: N, words: N}} with positive whole numbers")
+    return StringBounds(raw["chars"], raw["longest_word"], raw["words"])
+
+
 def read_field_table(directory: str | Path | None = None) -> tuple[FieldSpec, ...]:
-    """The field table of ``fields.yaml``, in file order (which is answer order)."""
+    """The field table of ``fields.yaml``, in file order (which is answer order), checked: known groups, kinds
+    and roles, each role once and every required role present, each group's slots 0, 1, … without gaps, at most
+    one ``slot_rest`` per group, bounds only on open strings."""
     path = Path(directory or labels_dir()) / "fields.yaml"
     data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     table = []
     for order, (name, spec) in enumerate((data.get("fields") or {}).items()):
         if spec.get("group") not in GROUPS:
-            raise ValueError(f"{path}: field {name} has group {spec.get('group')!r}, not one of {', '.join(GROUPS)}")
-        kind, optional = _field_kind(spec), bool(spec.get("optional", False))
+            raise FieldTableError(
+                f"{path}: field {name} has group {spec.get('group')!r}, not one of {', '.join(GROUPS)}")
+        kind, optional = _field_kind(spec, str(path)), bool(spec.get("optional", False))
         if kind == "box" and (not optional or spec["group"] != PLATE_GROUP):
-            raise ValueError(f"{path}: box field {name} must be an optional {PLATE_GROUP} field")
-        table.append(FieldSpec(name=name, group=spec["group"], slug=str(spec.get("slug") or name),
-                               kind=kind, order=order, optional=optional))
-    if PLATE_NUMBER not in {f.name for f in table}:
-        raise ValueError(f"{path}: the field table needs {PLATE_NUMBER} (plate checks and scoring key on it)")
+            raise FieldTableError(f"{path}: box field {name} must be an optional {PLATE_GROUP} field")
+        role, slot = spec.get("role"), spec.get("slot")
+        if role is not None and role not in ROLES:
+            raise FieldTableError(f"{path}: field {name} has role {role!r}, not one of {', '.join(ROLES)}")
+        if role is not None and (ROLES[role][0] != spec["group"] or kind not in ROLES[role][1]):
+            raise FieldTableError(f"{path}: field {name} has role {role}, which needs a {ROLES[role][0]} field "
+                                  f"of kind {' or '.join(ROLES[role][1])}")
+        if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or slot < 0 or optional):
+            raise FieldTableError(f"{path}: field {name} has slot {slot!r}; a slot is a whole number from 0, "
+                                  "and optional fields have none")
+        if spec.get("slot_rest") and slot is None:
+            raise FieldTableError(f"{path}: field {name} has slot_rest but no slot")
+        bounds = _string_bounds(str(path), name, spec.get("bounds"))
+        if bounds is not None and kind not in ("open", "free_text"):
+            raise FieldTableError(f"{path}: field {name} has bounds, but only open and free_text fields take them")
+        table.append(FieldSpec(name=name, group=spec["group"], slug=str(spec.get("slug") or name), kind=kind,
+                               order=order, optional=optional, role=role, slot=slot,
+                               slot_rest=bool(spec.get("slot_rest", False)), bounds=bounds))
+    _check_roles(path, table)
+    for group in GROUPS:
+        _check_slots(path, group, table)
     return tuple(table)
+
+
+def _check_roles(path: Path, table: list[FieldSpec]) -> None:
+    seen: dict[str, str] = {}
+    for spec in table:
+        if spec.role is not None:
+            if spec.role in seen:
+                raise FieldTableError(f"{path}: role {spec.role} is given to both {seen[spec.role]} and {spec.name}")
+            seen[spec.role] = spec.name
+    missing = [role for role in ROLES if role not in seen and role not in OPTIONAL_ROLES]
+    if missing:
+        raise FieldTableError(f"{path}: no field has role {', '.join(missing)} (code finds these fields by role: "
+                              "give the field that means it `role: NAME`)")
+
+
+def _check_slots(path: Path, group: str, table: list[FieldSpec]) -> None:
+    slotted = sorted((spec.slot, spec.name) for spec in table if spec.group == group and spec.slot is not None)
+    slots = [slot for slot, _ in slotted]
+    if slots != list(range(len(slots))):
+        taken = ", ".join(f"{name}={slot}" for slot, name in slotted)
+        raise FieldTableError(f"{path}: the {group} slots must be 0, 1, … once each without gaps; they are {taken}")
+    rest = [spec.name for spec in table if spec.group == group and spec.slot_rest]
+    if len(rest) > 1:
+        raise FieldTableError(f"{path}: only one {group} field may have slot_rest; {', '.join(rest)} do")
 
 
 FIELD_TABLE = read_field_table()
 VEHICLE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == VEHICLE_GROUP and not f.optional)
 PLATE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == PLATE_GROUP and not f.optional)
 OPTIONAL_PLATE_FIELDS = tuple(f.name for f in FIELD_TABLE if f.group == PLATE_GROUP and f.optional)
-PLATE_BOX = next((f.name for f in FIELD_TABLE if f.kind == "box"), None)  # 车牌位置, None in a table without one
 FIELDS = VEHICLE_FIELDS + PLATE_FIELDS
 SLUGS = {f.name: f.slug for f in FIELD_TABLE}
+FIELD_ROLES = {f.role: f.name for f in FIELD_TABLE if f.role is not None}  # role -> field name
+
+
+def field_for_role(role: str) -> str:
+    """The name of the field with ``role`` (``field_for_role("plate_colour")`` -> '车牌颜色')."""
+    if role not in ROLES:
+        raise KeyError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if role not in FIELD_ROLES:
+        raise KeyError(f"no field of {labels_dir() / 'fields.yaml'} has role {role}")
+    return FIELD_ROLES[role]
+
+
+def field_spec(name: str) -> FieldSpec:
+    """The field table's row of the field ``name``."""
+    return _SPECS[name]
+
+
+def slot_fields(group: str) -> tuple[str, ...]:
+    """The fields a seed file name carries for ``group``, in slot order (the grammar: their values joined by '-')."""
+    return tuple(f.name for f in sorted((f for f in FIELD_TABLE if f.group == group and f.slot is not None),
+                                        key=lambda f: f.slot))
+
+
+def slot_rest(group: str) -> int | None:
+    """The slot of ``group`` that takes a name's '-'-separated pieces beyond the grammar's count, or None."""
+    return next((f.slot for f in FIELD_TABLE if f.group == group and f.slot_rest), None)
+
+
+_SPECS = {f.name: f for f in FIELD_TABLE}
+VEHICLE_BRAND = field_for_role("vehicle_brand")
+VEHICLE_TYPE = field_for_role("vehicle_type")
+VEHICLE_COLOUR = field_for_role("vehicle_colour")
+VEHICLE_ORIENTATION = field_for_role("vehicle_orientation")
+PLATE_COUNTRY = field_for_role("plate_country")
+PLATE_PROVINCE = field_for_role("plate_province")
+PLATE_NUMBER = field_for_role("plate_number")
+PLATE_COLOUR = field_for_role("plate_colour")
+PLATE_LAYERS = field_for_role("plate_layers")
+PLATE_USAGE = field_for_role("plate_usage")
+PLATE_BOX = FIELD_ROLES.get("plate_box")  # 车牌位置, None in a table without one
 
 
 def fold(text: str) -> str:
@@ -262,8 +398,8 @@ def plate_warnings(plate: dict[str, str]) -> list[str]:
     colour vs usage. Each warning is 'code: detail'; foreign and unknown plates only get the checks that apply."""
     get = plate.get
     number = get(PLATE_NUMBER, UNKNOWN)
-    checks = plate_checks(get("车牌国家", UNKNOWN), get("车牌省份", UNKNOWN), get("车牌颜色", UNKNOWN),
-                          get("车牌用途", UNKNOWN))
+    checks = plate_checks(get(PLATE_COUNTRY, UNKNOWN), get(PLATE_PROVINCE, UNKNOWN), get(PLATE_COLOUR, UNKNOWN),
+                          get(PLATE_USAGE, UNKNOWN))
     return checks.warnings(number, plate_key(number) if number != UNKNOWN else "")
 
 

@@ -12,6 +12,7 @@ repeated fragment, since a dump repeats vehicles and plates across frames), so t
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import re
 import unicodedata
@@ -19,9 +20,10 @@ from typing import Any, NamedTuple
 
 from plates.dump import Rejected
 from plates.labels import (
-    PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, canonical_values, normalise,
-    PlateChecks, clear_caches as clear_label_caches, plate_checks, plate_key, plate_warnings,
-    province_for_abbreviation,
+    PLATE_COLOUR, PLATE_COUNTRY, PLATE_FIELDS, PLATE_GROUP, PLATE_LAYERS, PLATE_NUMBER, PLATE_PROVINCE, PLATE_USAGE,
+    UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, canonical_values, normalise, PlateChecks,
+    clear_caches as clear_label_caches, plate_checks, plate_key, plate_warnings, province_for_abbreviation,
+    slot_fields, slot_rest,
 )
 
 FORMATS = ("auto", "seed", "ccpd")
@@ -40,8 +42,33 @@ GEOMETRY_KEY = "plate_geometry"
 CCPD_KEY = "ccpd"
 _NO_PLATE = frozenset({"", "无", "无车牌", "none", "无牌"})
 _NO_PLATE_LENGTH = max(map(len, _NO_PLATE))
-_VEHICLE_HINT = "品牌-朝向-类型-颜色"
-_PLATE_HINT = "国家-省份-号码-颜色-层数-用途"
+# The seed grammar's slots, from the field table (``slot:`` in labels/fields.yaml): each group's fields in the
+# order a name writes them, and the slot that takes the pieces beyond that count (a brand or number with '-').
+VEHICLE_SLOTS = slot_fields(VEHICLE_GROUP)
+PLATE_SLOTS = slot_fields(PLATE_GROUP)
+_VEHICLE_REST = slot_rest(VEHICLE_GROUP)
+_PLATE_REST = slot_rest(PLATE_GROUP)
+
+
+def _grammar_hint(group: str, slots: tuple[str, ...]) -> str:
+    """'品牌-朝向-类型-颜色': the slots' field names without their group's prefix (车辆品牌 -> 品牌)."""
+    prefix = group.removesuffix("属性")
+    return "-".join(name.removeprefix(prefix) for name in slots)
+
+
+def _slot_getter(slots: tuple[int, ...]):
+    """parts -> the tuple of ``parts`` at ``slots`` (itemgetter, which returns a bare item for one slot)."""
+    if len(slots) == 1:
+        return lambda parts: (parts[slots[0]],)
+    return operator.itemgetter(*slots) if slots else lambda parts: ()
+
+
+_VEHICLE_HINT = _grammar_hint(VEHICLE_GROUP, VEHICLE_SLOTS)
+_PLATE_HINT = _grammar_hint(PLATE_GROUP, PLATE_SLOTS)
+_NUMBER_SLOT = PLATE_SLOTS.index(PLATE_NUMBER) if PLATE_NUMBER in PLATE_SLOTS else None
+_PROVINCE_SLOT = PLATE_SLOTS.index(PLATE_PROVINCE) if PLATE_PROVINCE in PLATE_SLOTS else None
+_PLATE_VALUE_FIELDS = tuple(name for name in PLATE_SLOTS if name != PLATE_NUMBER)  # _plate_fields' arguments
+_plate_values = _slot_getter(tuple(i for i, name in enumerate(PLATE_SLOTS) if name != PLATE_NUMBER))
 
 
 class ParsedName(NamedTuple):
@@ -257,9 +284,10 @@ _UNKNOWN_VEHICLE = dict.fromkeys(VEHICLE_FIELDS, UNKNOWN)
 def _vehicle_segment(text: str) -> tuple[dict[str, str], tuple[str, ...]] | Rejected:
     """Canonical vehicle (a template: never mutate it) and unknown-value warnings of one 车辆属性 text."""
     parts = [part.strip() for part in text.split("-")]
-    if len(parts) < 4:
-        return Rejected(f"车辆属性 {text!r} has {len(parts)} fields, expected 4 ({_VEHICLE_HINT})")
-    raw = {"车辆品牌": "-".join(parts[:-3]), "车辆朝向": parts[-3], "车辆类型": parts[-2], "车辆颜色": parts[-1]}
+    if len(parts) != len(VEHICLE_SLOTS) and (len(parts) < len(VEHICLE_SLOTS) or _VEHICLE_REST is None):
+        return Rejected(f"车辆属性 {text!r} has {len(parts)} fields, expected {len(VEHICLE_SLOTS)} ({_VEHICLE_HINT})")
+    _join_rest(parts, len(VEHICLE_SLOTS), _VEHICLE_REST)
+    raw = dict(zip(VEHICLE_SLOTS, parts))
     vehicle, warnings = {}, []
     for name in VEHICLE_FIELDS:  # a field the name grammar has no slot for is 未知
         result = normalise(name, raw.get(name))
@@ -269,12 +297,20 @@ def _vehicle_segment(text: str) -> tuple[dict[str, str], tuple[str, ...]] | Reje
     return vehicle, tuple(warnings)
 
 
+def _join_rest(parts: list[str], count: int, rest: int | None) -> None:
+    """Join the pieces of ``parts`` beyond ``count`` into its ``rest`` slot, in place ('a-b-c' brands, numbers)."""
+    if len(parts) > count:
+        end = len(parts) - (count - 1 - rest)
+        parts[rest:end] = ["-".join(parts[rest:end])]
+
+
 @functools.lru_cache(maxsize=4096)
-def _plate_fields(country: str, province: str, colour: str, layers: str, usage: str) -> tuple[dict, tuple, PlateChecks]:
-    """A plate's non-number fields, raw (few distinct combinations, so cached) -> the canonical plate with
-    an empty number (a template: never mutate it), its unknown-value warnings and its :class:`PlateChecks`."""
+def _plate_fields(*raw: str) -> tuple[dict, tuple, PlateChecks]:
+    """A plate's non-number slot values, raw, in slot order (few distinct combinations, so cached) -> the canonical
+    plate with an empty number (a template: never mutate it), its unknown-value warnings and its
+    :class:`PlateChecks`."""
     plate, warnings = {}, []
-    given = {"车牌国家": country, "车牌省份": province, "车牌颜色": colour, "车牌层数": layers, "车牌用途": usage}
+    given = dict(zip(_PLATE_VALUE_FIELDS, raw))
     for name in PLATE_FIELDS:  # a field the name grammar has no slot for is 未知
         if name == PLATE_NUMBER:
             plate[name] = ""
@@ -283,13 +319,13 @@ def _plate_fields(country: str, province: str, colour: str, layers: str, usage: 
         plate[name] = result.value
         if not result.known:
             warnings.append(f"unknown_value: {name}={result.value}")
-    checks = plate_checks(plate["车牌国家"], plate["车牌省份"], plate["车牌颜色"], plate["车牌用途"])
+    checks = plate_checks(plate[PLATE_COUNTRY], plate[PLATE_PROVINCE], plate[PLATE_COLOUR], plate[PLATE_USAGE])
     return plate, tuple(warnings), checks
 
 
 @functools.lru_cache(maxsize=1)
 def _province_names() -> frozenset[str]:
-    return frozenset(canonical_values("车牌省份"))
+    return frozenset(canonical_values(PLATE_PROVINCE))
 
 
 # Mainland numbers as file names write them ('云K CM158'); for these the canonical number is the text without
@@ -309,18 +345,21 @@ def _plate_segment(index: str, text: str) -> tuple[dict[str, str], list[str]] | 
     """Canonical plate values and warnings of one 车牌属性 text."""
     parts = text.split("-")
     notes: list[str] = []
-    if len(parts) == 6:
-        raw_number = parts[2]
-    else:
-        if len(parts) == 5 and normalise("车牌省份", parts[1]).value not in _province_names():
+    count = len(PLATE_SLOTS)
+    if len(parts) != count:
+        if (len(parts) == count - 1 and _PROVINCE_SLOT is not None
+                and normalise(PLATE_PROVINCE, parts[_PROVINCE_SLOT]).value not in _province_names()):
             # Foreign plates are often written without a province: 阿布扎比-14 11586-白色-单层-私家车
-            parts.insert(1, UNKNOWN)
-            notes.append(f"missing_field: 车牌属性{index} has no 车牌省份")
-        if len(parts) < 6:
-            return Rejected(f"车牌属性{index} {text!r} has {len(parts)} fields, expected 6 ({_PLATE_HINT})")
-        raw_number = "-".join(parts[2:-3])
-    raw_number = raw_number.strip()
-    template, unknown, checks = _plate_fields(parts[0], parts[1], parts[-3], parts[-2], parts[-1])
+            parts.insert(_PROVINCE_SLOT, UNKNOWN)
+            notes.append(f"missing_field: 车牌属性{index} has no {PLATE_PROVINCE}")
+        if len(parts) < count or (len(parts) > count and _PLATE_REST is None):
+            return Rejected(f"车牌属性{index} {text!r} has {len(parts)} fields, expected {count} ({_PLATE_HINT})")
+        _join_rest(parts, count, _PLATE_REST)
+    template, unknown, checks = _plate_fields(*_plate_values(parts))
+    if _NUMBER_SLOT is None:  # a grammar without the number: an unknown number, checked as such
+        raw_number = UNKNOWN
+    else:
+        raw_number = parts[_NUMBER_SLOT].strip()
     plain = checks.plain_number(raw_number)
     if plain is not None:
         number, warnings = plain
@@ -354,8 +393,9 @@ def parse_ccpd_filename(name: str) -> ParsedName | Rejected:
     number = "".join(chars)
     province = province_for_abbreviation(chars[0]) or UNKNOWN
     green = len(indices) == 8
-    given = {"车牌国家": "中国", "车牌省份": province, PLATE_NUMBER: number, "车牌颜色": "绿色" if green else "蓝色",
-             "车牌层数": "单层车牌", "车牌用途": "新能源车牌" if green else "燃油车车牌"}
+    given = {PLATE_COUNTRY: "中国", PLATE_PROVINCE: province, PLATE_NUMBER: number,
+             PLATE_COLOUR: "绿色" if green else "蓝色", PLATE_LAYERS: "单层车牌",
+             PLATE_USAGE: "新能源车牌" if green else "燃油车车牌"}
     plate = {name: given.get(name, UNKNOWN) for name in PLATE_FIELDS}
     vehicle = dict.fromkeys(VEHICLE_FIELDS, UNKNOWN)
     area, tilt_h, tilt_v, x1, y1, x2, y2 = (int(match.group(i)) for i in range(1, 8))

@@ -31,8 +31,8 @@ from plates.errors import UserError
 from plates import resources
 from plates.io import atomic_write, check_output_file
 from plates.labels import (
-    FIELD_TABLE, OPTIONAL_PLATE_FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, labels_dir,
-    load_vocabularies,
+    FIELD_TABLE, OPTIONAL_PLATE_FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP,
+    FieldTableError, field_spec, labels_dir, load_vocabularies,
 )
 from plates.outputs import output_file
 
@@ -47,22 +47,13 @@ def schema_path() -> Path:
     return resources.schema_path()
 
 
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff"
-_SCRIPTS = r"\u0400-\u04ff\u0600-\u06ff\u0e00-\u0eff\u1000-\u109f"
+# The named character classes an open field's ``bounds.chars`` (labels/fields.yaml) may use: ``{cjk}`` Chinese
+# characters, ``{scripts}`` Cyrillic, Arabic, Thai, Lao and Myanmar (plates of the vocabulary's other countries),
+# ``{plate_chars}`` the Chinese characters a plate number may hold (see _plate_chars).
+CHAR_CLASSES = {"cjk": r"\u3400-\u4dbf\u4e00-\u9fff",
+                "scripts": r"\u0400-\u04ff\u0600-\u06ff\u0e00-\u0eff\u1000-\u109f"}
 _OLD_MILITARY = "北沈兰济南广成海空军"
-PLATE_CHARS = "{plate_cjk}"  # placeholder: the Chinese characters of labels/plates.yaml, filled in by _plate_chars
-# Open strings: (allowed characters of a word, longest word, most words). Words are joined by single spaces, so
-# the pattern alone bounds the length (guided-decoding engines honour either `pattern` or `maxLength` of a string,
-# not both; `maxLength` repeats the pattern's bound for readers). Every value `plates parse` and
-# `answer_from_labels` produce fits: mainland numbers have no spaces and only the Chinese characters of
-# labels/plates.yaml ('云KCM158', '粤Z1234港', '沪A1234学'), foreign and Hong Kong numbers keep single spaces
-# ('12 34567', 'AB 1234'), Vietnamese ones dots and hyphens ('51G-123.45'); plates of the vocabulary's other
-# countries may be written in Cyrillic, Arabic, Thai, Lao or Myanmar script.
-STRING_BOUNDS: dict[str, tuple[str, int, int]] = {
-    "车辆品牌": (rf"A-Za-z0-9{_CJK}\u00b7.&'+/()-", 10, 2),
-    "车牌国家": (rf"A-Za-z{_CJK}\u00b7.'()-", 8, 2),
-    "车牌号码": (rf"A-Z0-9{PLATE_CHARS}{_SCRIPTS}\u00b7.-", 10, 3),
-}
+_PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 BOX_MAX = 99_999  # largest box coordinate (five digits): guided decoding cannot write digits forever
 MAX_PLATES = 4  # per answer; bounds the array so a guided weak model cannot list plates until the token limit
 
@@ -80,11 +71,25 @@ def _plate_chars() -> str:
 
 def string_bounds(field: str) -> dict[str, Any]:
     """``pattern`` and ``maxLength`` of an open string field, so that a weak model under guided decoding cannot
-    ramble inside a string until the token limit; {} for a field without bounds."""
-    if field not in STRING_BOUNDS:
+    ramble inside a string until the token limit; {} for a field without bounds.
+
+    The bounds are the field's ``bounds`` in labels/fields.yaml: words of 1..``longest_word`` characters of the
+    class ``chars``, at most ``words`` of them, joined by single spaces, so the pattern alone bounds the length
+    (guided-decoding engines honour either ``pattern`` or ``maxLength`` of a string, not both; ``maxLength``
+    repeats the pattern's bound for readers). The shipped bounds fit every value ``plates parse`` and
+    ``answer_from_labels`` produce: mainland numbers have no spaces and only the Chinese characters of
+    labels/plates.yaml ('云KCM158', '粤Z1234港'), foreign and Hong Kong numbers keep single spaces ('12 34567'),
+    Vietnamese ones dots and hyphens ('51G-123.45')."""
+    bounds = field_spec(field).bounds
+    if bounds is None:
         return {}
-    chars, longest, words = STRING_BOUNDS[field]
-    chars = chars.replace(PLATE_CHARS, _plate_chars())
+    chars, longest, words = bounds.chars, bounds.longest_word, bounds.words
+    classes = {**CHAR_CLASSES, "plate_chars": None}
+    for name in _PLACEHOLDER.findall(chars):
+        if name[1:-1] not in classes:
+            raise FieldTableError(f"{labels_dir() / 'fields.yaml'}: field {field} bounds name the character class "
+                                  f"{name}; known: {', '.join('{' + c + '}' for c in classes)}")
+        chars = chars.replace(name, classes[name[1:-1]] or _plate_chars())
     word = f"[{chars}]{{1,{longest}}}"
     body = f"{word}( {word}){{0,{words - 1}}}"
     if re.fullmatch(body, UNKNOWN) is None:
@@ -156,12 +161,20 @@ def build_schema() -> dict[str, Any]:
         "required": [VEHICLE_GROUP, PLATE_GROUP],
         "additionalProperties": False,
         "$defs": {
-            VEHICLE_DEF: _group_schema(VEHICLE_FIELDS, "The vehicle's four attributes."),
-            PLATE_DEF: _group_schema(PLATE_FIELDS, "One licence plate's six attributes"
+            VEHICLE_DEF: _group_schema(VEHICLE_FIELDS, f"The vehicle's {_count(VEHICLE_FIELDS)} attributes."),
+            PLATE_DEF: _group_schema(PLATE_FIELDS, f"One licence plate's {_count(PLATE_FIELDS)} attributes"
                                      + (f" and, optionally, {', '.join(OPTIONAL_PLATE_FIELDS)}."
                                         if OPTIONAL_PLATE_FIELDS else "."), OPTIONAL_PLATE_FIELDS),
         },
     }
+
+
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                 "twelve")
+
+
+def _count(fields: tuple[str, ...]) -> str:
+    return _NUMBER_WORDS[len(fields)] if len(fields) < len(_NUMBER_WORDS) else str(len(fields))
 
 
 def _vocabulary_version() -> Any:

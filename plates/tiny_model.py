@@ -31,6 +31,7 @@ from pathlib import Path
 from plates.errors import UserError
 from plates import resources
 from plates.io import check_output_dir
+from plates.labels import STRUCTURE_KEYS
 from plates.outputs import output_dir
 
 VOCAB_SIZE = 151936
@@ -96,12 +97,16 @@ The quick brown fox jumps over the lazy dog. A white sedan with a blue plate dri
 
 
 def _training_corpus() -> list[str]:
-    """Label vocabularies (so field names and values merge into few tokens) plus the built-in sample."""
+    """Label vocabularies (so field names and values merge into few tokens) plus the built-in sample. The field
+    table's structure lines (``role:``, ``slot:``, ``bounds:`` …) are no vocabulary and are left out, so the merges
+    are learnt from names and values alone."""
     lines = _BUILTIN_CORPUS.splitlines()
     labels = resources.asset_dir("labels")  # the shipped vocabularies: the same tokenizer everywhere
+    structure = tuple(f"{key}:" for key in STRUCTURE_KEYS)
     if labels.is_dir():
         for path in sorted(labels.glob("*.yaml")):
-            lines.extend(path.read_text(encoding="utf-8").splitlines())
+            lines.extend(line for line in path.read_text(encoding="utf-8").splitlines()
+                         if not line.lstrip().startswith(structure))
     # Repeat so frequent pairs clear the trainer's min_frequency even in a small corpus.
     return [line for line in lines if line.strip()] * 3
 
