@@ -16,7 +16,7 @@ from typing import Any, Iterable, TextIO
 from plates.errors import UserError
 from plates.io import dump_json_line, sha256_file
 from plates.labels import (
-    FIELDS, PLATE_FIELDS, PLATE_GROUP, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels, labels_dir,
+    FIELDS, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels, labels_dir,
 )
 
 def to_sharegpt(sample: dict[str, Any]) -> dict[str, Any]:
@@ -118,11 +118,11 @@ class LabelTally:
         plates = answer[PLATE_GROUP]
         for plate in (plates if isinstance(plates, list) else [plates]):
             for f in PLATE_FIELDS:
-                if f != "车牌号码":
+                if f != PLATE_NUMBER:
                     self.counts[f][plate[f]] += 1
 
     def result(self) -> dict[str, dict[str, int]]:
-        out = {f: dict(c.most_common()) for f, c in self.counts.items() if f != "车牌号码"}
+        out = {f: dict(c.most_common()) for f, c in self.counts.items() if f != PLATE_NUMBER}
         out["plates_per_image"] = dict(sorted(self.plates_per_image.items()))
         return out
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from plates.errors import UserError
+from plates.labels import PLATE_BOX, PLATE_COLOUR, VEHICLE_COLOUR, VEHICLE_ORIENTATION
 from plates.outputs import output_dir
 
 DEFAULT_WORKDIR = "plates-demo"
@@ -40,7 +41,7 @@ DEMO_DESCRIPTION_RATIO = 0.01
 STAGE1_PRESET = "tiny_cpu_full"
 STAGE2_PRESET = "tiny_cpu_lora"
 # The attributes the drawings make visible and balanced (see plates.synth.balanced_labels).
-VISUAL_FIELDS = ("车辆颜色", "车辆朝向", "车牌颜色")
+VISUAL_FIELDS = (VEHICLE_COLOUR, VEHICLE_ORIENTATION, PLATE_COLOUR)
 REPORTS = (("majority", "majority"), ("base", "base"), ("tuned", "tuned"),
            ("tuned_free", "tuned (free)"))
 
@@ -137,7 +138,7 @@ def demo_steps(workdir: Path, images: int, seed: int, epochs: float | None = Non
                                           "-o", str(w / "results.tuned_free.jsonl"), *infer_common]),
     ]
     for name, label in REPORTS:
-        extra = ["--plots", str(reports / "plots"), "--by", "车牌颜色"] if name == "tuned" else []
+        extra = ["--plots", str(reports / "plots"), "--by", PLATE_COLOUR] if name == "tuned" else []
         steps.append((f"eval ({label})", ["eval", str(w / f"results.{name}.jsonl"), "--json",
                                           str(reports / f"{name}.json"), "--markdown", str(reports / f"{name}.md"),
                                           *extra]))
@@ -434,8 +435,8 @@ def scoreboard(reports: Path) -> str:
                      f"p = {p:.1e} that a majority guesser does as well")
     test = location_test(loaded)
     if test:
-        lines.append(f"车牌位置: tuned mean IoU {test['tuned']:.3f} vs {test['baseline']:.3f} for the training set's "
-                     f"mean box (the majority column); per held-out vehicle tuned better {test['wins']}, worse "
+        lines.append(f"{PLATE_BOX}: tuned mean IoU {test['tuned']:.3f} vs {test['baseline']:.3f} for the training "
+                     f"set's mean box (the majority column); per held-out vehicle tuned better {test['wins']}, worse "
                      f"{test['losses']}, tied {test['ties']} of {test['vehicles']}: p = {test['p']:.1e} that the "
                      f"mean box does as well (one-sided sign test)")
     return "\n".join(lines)

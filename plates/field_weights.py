@@ -45,19 +45,27 @@ def _field_names() -> dict[str, str]:
     return names
 
 
+def example_weights() -> str:
+    """An example value of :data:`FIELD_WEIGHTS_ENV` for messages: body and plate colour 5x."""
+    from plates.labels import PLATE_COLOUR, VEHICLE_COLOUR
+
+    return f"{VEHICLE_COLOUR}=5,{PLATE_COLOUR}=5"
+
+
 def parse_field_weights(text: str | None) -> dict[str, float]:
     """``车辆颜色=5,车牌颜色=5`` (commas or spaces between items; a field by answer key or slug) -> ``{field:
     weight}``. Raises ``UserError`` with one line for an unknown field, a weight that is not a number in
     [0, 100], a repeated field, or an empty text."""
     items = [item for item in re.split(r"[,\s]+", (text or "").strip()) if item]
     if not items:
-        raise UserError(f"{FIELD_WEIGHTS_ENV} is empty: give FIELD=WEIGHT items, e.g. 车辆颜色=5,车牌颜色=5")
+        raise UserError(f"{FIELD_WEIGHTS_ENV} is empty: give FIELD=WEIGHT items, e.g. {example_weights()}")
     names = _field_names()
     weights: dict[str, float] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise UserError(f"{FIELD_WEIGHTS_ENV}: {item!r} is not FIELD=WEIGHT (e.g. 车辆颜色=5)")
+            raise UserError(f"{FIELD_WEIGHTS_ENV}: {item!r} is not FIELD=WEIGHT (e.g. "
+                            f"{example_weights().partition(',')[0]})")
         field = names.get(key.strip())
         if field is None:
             raise UserError(f"{FIELD_WEIGHTS_ENV}: unknown field {key.strip()!r} (fields: "

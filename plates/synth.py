@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 from plates.labels import (
-    PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, abbreviation_for_province,
-    canonical_values, load_plate_rules,
+    PLATE_COLOUR, PLATE_COUNTRY, PLATE_FIELDS, PLATE_GROUP, PLATE_LAYERS, PLATE_NUMBER, PLATE_PROVINCE, PLATE_USAGE,
+    UNKNOWN, VEHICLE_BRAND, VEHICLE_COLOUR, VEHICLE_FIELDS, VEHICLE_GROUP, VEHICLE_ORIENTATION, VEHICLE_TYPE,
+    abbreviation_for_province, canonical_values, load_plate_rules, slot_fields,
 )
 
 DIGITS = "0123456789"
@@ -79,7 +80,7 @@ def _serial(rng: random.Random, n: int = 5) -> str:
 
 
 def _mainland_prefix(rng: random.Random, province: str | None = None) -> tuple[str, str]:
-    provinces = [p for p in canonical_values("车牌省份") if p not in ("香港特别行政区", "澳门特别行政区")]
+    provinces = [p for p in canonical_values(PLATE_PROVINCE) if p not in ("香港特别行政区", "澳门特别行政区")]
     if province is None:
         province = "云南省" if rng.random() < 0.4 else rng.choice(provinces)
     letters = load_plate_rules()["letters"]
@@ -87,7 +88,15 @@ def _mainland_prefix(rng: random.Random, province: str | None = None) -> tuple[s
 
 
 def _plate(country: str, province: str, number: str, colour: str, layers: str, usage: str) -> dict[str, str]:
-    return dict(zip(PLATE_FIELDS, (country, province, number, colour, layers, usage)))
+    given = {PLATE_COUNTRY: country, PLATE_PROVINCE: province, PLATE_NUMBER: number, PLATE_COLOUR: colour,
+             PLATE_LAYERS: layers, PLATE_USAGE: usage}
+    return {name: given.get(name, UNKNOWN) for name in PLATE_FIELDS}
+
+
+def _vehicle(brand: str, vehicle_type: str, colour: str, orientation: str) -> dict[str, str]:
+    given = {VEHICLE_BRAND: brand, VEHICLE_TYPE: vehicle_type, VEHICLE_COLOUR: colour,
+             VEHICLE_ORIENTATION: orientation}
+    return {name: given.get(name, UNKNOWN) for name in VEHICLE_FIELDS}
 
 
 def _mainland_plate(rng: random.Random, vehicle_type: str, orientation: str, brand: str) -> dict[str, str]:
@@ -148,7 +157,7 @@ def random_labels(rng: random.Random, *, plates: int | None = None, faults: floa
         brand = UNKNOWN
     orientation = _weighted(rng, (("正面", 0.6), ("背面", 0.37), ("侧面", 0.03)))
     colour = _weighted(rng, _BODY_COLOURS)
-    vehicle = dict(zip(VEHICLE_FIELDS, (brand, vehicle_type, colour, orientation)))
+    vehicle = _vehicle(brand, vehicle_type, colour, orientation)
     if plates is None:
         plates = _weighted(rng, ((1, 0.85), (0, 0.08), (2, 0.07)))
     plate_list: list[dict[str, str]] = []
@@ -193,21 +202,21 @@ def balanced_labels(rng: random.Random) -> dict[str, Any]:
             vehicle_type = rng.choice(("小轿车", "SUV", "MPV", "面包车"))
             brand = rng.choice([b for b in _TYPES[vehicle_type][1] if b not in _NEV_BRANDS])
         plate = _mainland_plate(rng, vehicle_type, orientation, brand)
-        if plate["车牌颜色"] == plate_colour:
+        if plate[PLATE_COLOUR] == plate_colour:
             break
-    vehicle = dict(zip(VEHICLE_FIELDS, (brand, vehicle_type, colour, orientation)))
+    vehicle = _vehicle(brand, vehicle_type, colour, orientation)
     return {VEHICLE_GROUP: vehicle, PLATE_GROUP: [plate]}
 
 
 def _add_fault(rng: random.Random, labels: dict[str, Any]) -> None:
-    plates = [p for p in labels[PLATE_GROUP] if p["车牌国家"] == "中国" and p["车牌省份"] != "香港特别行政区"]
+    plates = [p for p in labels[PLATE_GROUP] if p[PLATE_COUNTRY] == "中国" and p[PLATE_PROVINCE] != "香港特别行政区"]
     kind = rng.choice(("province", "letter", "brand") if plates else ("brand",))
     if kind == "brand":
-        labels[VEHICLE_GROUP]["车辆品牌"] = rng.choice(("雷诺", "标致", "斯柯达", "北奔"))
+        labels[VEHICLE_GROUP][VEHICLE_BRAND] = rng.choice(("雷诺", "标致", "斯柯达", "北奔"))
     elif kind == "province":
         plate = rng.choice(plates)
-        others = [p for p in canonical_values("车牌省份") if p != plate["车牌省份"] and "特别行政区" not in p]
-        plate["车牌省份"] = rng.choice(others)
+        others = [p for p in canonical_values(PLATE_PROVINCE) if p != plate[PLATE_PROVINCE] and "特别行政区" not in p]
+        plate[PLATE_PROVINCE] = rng.choice(others)
     else:
         plate = rng.choice(plates)
         plate[PLATE_NUMBER] = plate[PLATE_NUMBER][:2] + "O" + plate[PLATE_NUMBER][3:]
@@ -228,16 +237,17 @@ def seed_filename(labels: dict[str, Any], ids: list[str], ext: str = ".jpg") -> 
     """The file name a real dump gives these labels (the seed's grammar with raw forms), e.g.
     ``车辆属性:东风-车头-轻微型货车-蓝色_车牌属性0:中国-云南省-云K CM158-蓝色-单层-燃油车_00032804_car10062_00336842.jpg``."""
     vehicle = labels.get(VEHICLE_GROUP) or {}
-    brand = vehicle.get("车辆品牌", UNKNOWN)
-    orientation = vehicle.get("车辆朝向", UNKNOWN)
-    parts = [_RAW_BRAND.get(brand, brand), _RAW_ORIENTATION.get(orientation, orientation),
-             vehicle.get("车辆类型", UNKNOWN), vehicle.get("车辆颜色", UNKNOWN)]
-    name = "车辆属性:" + "-".join(parts)
+    brand = vehicle.get(VEHICLE_BRAND, UNKNOWN)
+    orientation = vehicle.get(VEHICLE_ORIENTATION, UNKNOWN)
+    raw_vehicle = {VEHICLE_BRAND: _RAW_BRAND.get(brand, brand),
+                   VEHICLE_ORIENTATION: _RAW_ORIENTATION.get(orientation, orientation)}
+    name = "车辆属性:" + "-".join(raw_vehicle[f] if f in raw_vehicle else vehicle.get(f, UNKNOWN)
+                                  for f in slot_fields(VEHICLE_GROUP))
     for index, plate in enumerate(labels.get(PLATE_GROUP) or []):
-        fields = [plate.get(f, UNKNOWN) for f in PLATE_FIELDS]
-        fields[2] = raw_plate_number(plate.get(PLATE_NUMBER, UNKNOWN))
-        fields[4] = _RAW_LAYERS.get(fields[4], fields[4])
-        fields[5] = _raw_usage(fields[5])
+        layers, usage = plate.get(PLATE_LAYERS, UNKNOWN), plate.get(PLATE_USAGE, UNKNOWN)
+        raw_plate = {PLATE_NUMBER: raw_plate_number(plate.get(PLATE_NUMBER, UNKNOWN)),
+                     PLATE_LAYERS: _RAW_LAYERS.get(layers, layers), PLATE_USAGE: _raw_usage(usage)}
+        fields = [raw_plate[f] if f in raw_plate else plate.get(f, UNKNOWN) for f in slot_fields(PLATE_GROUP)]
         name += f"_车牌属性{index}:" + "-".join(fields)
     return name + "".join(f"_{i}" for i in ids) + ext
 
@@ -271,9 +281,9 @@ def draw_vehicle_boxes(labels: dict[str, Any], width: int = 160, height: int = 1
     sky = rng.randint(150, 200)
     image[: height // 2] = (sky + 20, sky, sky - 30)
     image[height // 2:] = (rng.randint(60, 90),) * 3
-    body = BODY_BGR.get(vehicle.get("车辆颜色", UNKNOWN), BODY_BGR[UNKNOWN])
-    orientation = vehicle.get("车辆朝向")
-    big = vehicle.get("车辆类型") in _TRUCKS + _BUSES
+    body = BODY_BGR.get(vehicle.get(VEHICLE_COLOUR, UNKNOWN), BODY_BGR[UNKNOWN])
+    orientation = vehicle.get(VEHICLE_ORIENTATION)
+    big = vehicle.get(VEHICLE_TYPE) in _TRUCKS + _BUSES
     margin = int(width * (0.06 if big else 0.12)) + rng.randint(-3, 3)
     top = int(height * (0.08 if big else 0.2)) + rng.randint(-3, 3)
     bottom = int(height * 0.85)
@@ -319,7 +329,7 @@ def draw_vehicle_boxes(labels: dict[str, Any], width: int = 160, height: int = 1
         return image, boxes
     slot = (right - left) // len(plates)
     for index, plate in enumerate(plates):
-        double = plate.get("车牌层数") == "双层车牌"
+        double = plate.get(PLATE_LAYERS) == "双层车牌"
         plate_w = min(int(slot * 0.85), max(40, int(width * 0.45)))
         if random_plates:
             plate_w = min(rng.randint(int(width * 0.28), int(width * 0.5)), max(40, slot - 4))
@@ -330,7 +340,7 @@ def draw_vehicle_boxes(labels: dict[str, Any], width: int = 160, height: int = 1
             x0 = rng.randint(index * width // len(plates) + 2, (index + 1) * width // len(plates) - plate_w - 2)
             y0 = rng.randint(int(height * 0.4), height - plate_h - 2)
         boxes.append([x0, y0, x0 + plate_w, y0 + plate_h])
-        colour_name = plate.get("车牌颜色", UNKNOWN)
+        colour_name = plate.get(PLATE_COLOUR, UNKNOWN)
         cv2.rectangle(image, (x0, y0), (x0 + plate_w, y0 + plate_h), PLATE_BGR.get(colour_name, PLATE_BGR[UNKNOWN]), -1)
         if colour_name == "黄绿色":
             cv2.rectangle(image, (x0 + plate_w // 4, y0), (x0 + plate_w, y0 + plate_h), PLATE_BGR["绿色"], -1)

@@ -162,7 +162,8 @@ def _add_field_weights(options: dict[str, Any], env: dict[str, str], environ: di
         return
     if text is None:
         raise UserError(f"loss_scale {options['loss_scale']} needs {field_weights.FIELD_WEIGHTS_ENV} (e.g. "
-                        f"--env {field_weights.FIELD_WEIGHTS_ENV}=车辆颜色=5,车牌颜色=5, or the preset's ENV block)")
+                        f"--env {field_weights.FIELD_WEIGHTS_ENV}={field_weights.example_weights()}, or the preset's "
+                        "ENV block)")
     weights = field_weights.parse_field_weights(text)
     options["external_plugins"] = swift_cli.with_plugins(options.get("external_plugins"), str(plugin_path()))
     notes.append("loss weights per answer field: " + ", ".join(f"{k} x{v:g}" for k, v in weights.items()))

@@ -26,7 +26,7 @@ def _field_choice(name: str) -> str:
     if field not in FIELDS:
         raise UserError(f"--by {name}: unknown field (choose from {', '.join(FIELDS)} or {', '.join(slugs)})")
     if field == PLATE_NUMBER:
-        raise UserError("--by 车牌号码: plate numbers are free text; slice by an enumerated field")
+        raise UserError(f"--by {PLATE_NUMBER}: plate numbers are free text; slice by an enumerated field")
     return field
 
 

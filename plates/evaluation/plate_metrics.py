@@ -14,7 +14,7 @@ from typing import Any
 from rapidfuzz.distance import Levenshtein
 
 from plates.evaluation.common import MISSING
-from plates.labels import PLATE_NUMBER, UNKNOWN
+from plates.labels import PLATE_COLOUR, PLATE_COUNTRY, PLATE_LAYERS, PLATE_NUMBER, PLATE_USAGE, UNKNOWN
 
 PLATE_TYPES = ("blue", "green_new_energy", "yellow_single", "yellow_double", "trailer", "police", "embassy",
                "hk_macao", "foreign", "other")
@@ -27,8 +27,8 @@ def plate_type(plate: dict[str, str]) -> str:
     7-character; anything else is ``other``."""
     number = plate.get(PLATE_NUMBER, UNKNOWN)
     number = "" if number in (UNKNOWN, MISSING) else number
-    country, colour = plate.get("车牌国家"), plate.get("车牌颜色")
-    usage, layers = plate.get("车牌用途"), plate.get("车牌层数")
+    country, colour = plate.get(PLATE_COUNTRY), plate.get(PLATE_COLOUR)
+    usage, layers = plate.get(PLATE_USAGE), plate.get(PLATE_LAYERS)
     if country not in (None, "中国", UNKNOWN, MISSING):
         return "foreign"
     last = number[-1:]

@@ -24,8 +24,8 @@ from plates.evaluation.plate_metrics import plate_type
 from plates.evaluation.extract import JSON, UNPARSEABLE, json_loads, parse_response
 from plates.evaluation.schema_check import Violation, schema_violations, structural_checks
 from plates.labels import (
-    FIELDS, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, load_vocabularies,
-    normalise, plate_key, plate_warnings,
+    FIELDS, PLATE_COLOUR, PLATE_COUNTRY, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, PLATE_PROVINCE, PLATE_USAGE, UNKNOWN,
+    VEHICLE_FIELDS, VEHICLE_GROUP, load_vocabularies, normalise, plate_key, plate_warnings,
 )
 
 _ABSENT = object()
@@ -307,7 +307,8 @@ class Scorer:
         vs abbreviation on country, province and first character; colour vs usage on country, colour and usage),
         so a new combination of the five usually costs two look-ups, not a :func:`plate_warnings` call."""
         number = plate[PLATE_NUMBER]
-        country, province, colour, usage = plate["车牌国家"], plate["车牌省份"], plate["车牌颜色"], plate["车牌用途"]
+        country, province = plate[PLATE_COUNTRY], plate[PLATE_PROVINCE]
+        colour, usage = plate[PLATE_COLOUR], plate[PLATE_USAGE]
         first = "" if number == UNKNOWN or number == MISSING else number[:1]
         key = (country, province, colour, usage, first)
         codes = self._consistency_cache.get(key)
