@@ -91,7 +91,7 @@ def string_bounds(field: str) -> dict[str, Any]:
                                   f"{name}; known: {', '.join('{' + c + '}' for c in classes)}")
         chars = chars.replace(name, classes[name[1:-1]] or _plate_chars())
     word = f"[{chars}]{{1,{longest}}}"
-    body = f"{word}( {word}){{0,{words - 1}}}"
+    body = f"{word}( {word}){{0,{words - 1}}}" if words > 1 else word
     if re.fullmatch(body, UNKNOWN) is None:
         body = f"{UNKNOWN}|{body}"
     return {"pattern": f"^({body})$" if "|" in body else f"^{body}$",
@@ -213,11 +213,13 @@ def _load_schema_cached(path: str) -> dict[str, Any]:
 
 def load_schema(path: str | Path | None = None) -> dict[str, Any]:
     """The answer schema: from ``path``, else the committed ``eval/answer.schema.json``, else generated
-    (an installed package without the checkout's ``eval/`` folder still works). Do not mutate the result."""
+    (an installed package without the checkout's ``eval/`` folder still works). A labels folder of one's own
+    (``$PLATES_LABELS_DIR``) gets the schema generated from its table, not the committed one of the shipped
+    table. Do not mutate the result."""
     if path is not None:
         return _load_schema_cached(str(Path(path).resolve()))
     committed = schema_path()
-    if committed.is_file():
+    if committed.is_file() and labels_dir() == resources.asset_dir("labels"):
         return _load_schema_cached(str(committed))
     return _generated_schema()
 

@@ -80,6 +80,88 @@ def test_recipe_add_a_field(tmp_path):
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout[-2000:] + done.stderr[-4000:]
 
 
+SLOTTED_FIELD = """\
+  车辆年款:
+    group: 车辆属性
+    slug: vehicle_model_year
+    slot: 4
+    kind: open
+    bounds: {chars: '0-9{cjk}', longest_word: 6, words: 1}
+    values:
+      2020款: ['2020']
+      2021款: ['2021']
+"""
+
+SLOTTED_SCRIPT = r"""
+import json, shutil, sys
+from pathlib import Path
+from plates.cli import main
+from plates.labels import VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels, slot_fields
+from plates.schema import answer_validator, load_schema
+from plates.synth import make_dump
+
+work = Path(sys.argv[1])
+assert VEHICLE_FIELDS[-1] == "车辆年款" and slot_fields(VEHICLE_GROUP)[-1] == "车辆年款"
+make_dump(work / "dump", 4, seed=1)  # synth writes the table's grammar: 未知 in the new slot
+image = next((work / "dump").rglob("*.jpg"))
+(work / "named").mkdir()
+plate = "车牌属性0:中国-云南省-云K CM158-蓝色-单层-燃油车"
+names = {"车辆属性:梅赛德斯-奔驰-车头-小轿车-白色-2020_" + plate + "_00000001.jpg": "2020款",
+         "车辆属性:丰田-车尾-SUV-黑色-1998款_" + plate + "_00000002.jpg": "1998款"}
+for name in names:
+    shutil.copy(image, work / "named" / name)
+assert main(["parse", str(work / "named"), "-o", str(work / "named.jsonl")]) == 0
+records = [json.loads(line) for line in (work / "named.jsonl").read_text(encoding="utf-8").splitlines()]
+by_name = {Path(r["image"]).name: r for r in records}
+for name, year in names.items():
+    vehicle = by_name[name]["labels"][VEHICLE_GROUP]
+    assert vehicle["车辆年款"] == year and vehicle["车辆颜色"] in ("白色", "黑色"), vehicle
+assert by_name[next(iter(names))]["labels"][VEHICLE_GROUP]["车辆品牌"] == "奔驰"
+assert "unknown_value: 车辆年款=1998款" in by_name[list(names)[1]]["warnings"]
+assert main(["parse", str(work / "dump"), "-o", str(work / "records.jsonl")]) == 0
+record = json.loads((work / "records.jsonl").read_text(encoding="utf-8").splitlines()[0])
+assert record["labels"][VEHICLE_GROUP]["车辆年款"] == "未知", record
+short = work / "short"
+short.mkdir()
+shutil.copy(image, short / ("车辆属性:丰田-车尾-SUV-黑色_" + plate + "_00000003.jpg"))
+assert main(["parse", str(short), "-o", str(work / "short.jsonl"), "--rejects", str(work / "rejects.jsonl")]) in (0, 1)
+reject = (work / "rejects.jsonl").read_text(encoding="utf-8")
+assert "expected 5 (品牌-朝向-类型-颜色-年款)" in reject, reject
+
+schema = load_schema()  # generated from this labels folder, not the shipped eval/answer.schema.json
+year = schema["$defs"]["vehicle"]["properties"]["车辆年款"]
+assert year["pattern"] == "^[0-9\\u3400-\\u4dbf\\u4e00-\\u9fff]{1,6}$" and year["maxLength"] == 6, year
+validator = answer_validator(schema)
+answers = [answer_from_labels(r["labels"]) for r in records]
+for answer in answers:
+    assert not list(validator.iter_errors(answer)), answer
+assert list(validator.iter_errors({**answers[0], VEHICLE_GROUP: {**answers[0][VEHICLE_GROUP], "车辆年款": "x" * 7}}))
+with open(work / "results.jsonl", "w", encoding="utf-8") as out:
+    for answer in answers:
+        text = json.dumps(answer, ensure_ascii=False)
+        out.write(json.dumps({"response": text, "labels": text}, ensure_ascii=False) + "\n")
+assert main(["eval", str(work / "results.jsonl"), "--json", str(work / "report.json")]) == 0
+report = json.loads((work / "report.json").read_text(encoding="utf-8"))
+assert report["schema_valid_rate"] == 1.0 and report["fields"]["车辆年款"]["accuracy"] == 1.0, report["fields"]
+print("ok")
+"""
+
+
+def test_recipe_add_a_field_the_file_names_carry(tmp_path):
+    """A vehicle field with a ``slot`` in a copy of labels/fields.yaml: parse reads it from the names that carry
+    it (the brand before it still takes the pieces with '-'), synth writes it, and the generated schema and
+    ``plates eval`` accept it, with no code change."""
+    labels = tmp_path / "labels"
+    shutil.copytree(resources.labels_dir(), labels)
+    text = (labels / "fields.yaml").read_text(encoding="utf-8")
+    anchor = "  车牌国家:\n"
+    (labels / "fields.yaml").write_text(text.replace(anchor, SLOTTED_FIELD + anchor), encoding="utf-8")
+    env = {**os.environ, "PLATES_LABELS_DIR": str(labels)}
+    done = subprocess.run([sys.executable, "-c", SLOTTED_SCRIPT, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout[-2000:] + done.stderr[-4000:]
+
+
 # --- Add a teacher backend ---------------------------------------------------------------------------------------
 
 class EchoBackend(TeacherBackend):
