@@ -4,9 +4,11 @@ The vocabularies live as data in the repository's ``labels/`` folder (or ``$PLAT
 only loads them and applies them, so parse, teach, build and eval agree on what '单层' or '车头' means.
 Unknown values are kept verbatim and reported, never dropped.
 
-``labels/fields.yaml`` is also the field table (:data:`FIELD_TABLE`): each field's order, group, slug and kind.
-:data:`VEHICLE_FIELDS`, :data:`PLATE_FIELDS` and :data:`FIELDS` are read from it once, at import, and every stage
-iterates them, so a new field is an edit in ``labels/`` (see CONTRIBUTING.md).
+``labels/fields.yaml`` is also the field table (:data:`FIELD_TABLE`): each field's order, group, slug and kind,
+its role (what code finds it by: :func:`field_for_role`, :data:`PLATE_COLOUR`, …), its slot in the seed's file-name
+grammar and an open string's bounds in the answer schema. :data:`VEHICLE_FIELDS`, :data:`PLATE_FIELDS` and
+:data:`FIELDS` are read from it once, at import, and every stage iterates them or names a field by its role, so a
+new field is an edit in ``labels/`` (see CONTRIBUTING.md and labels/README.md).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ BOUND_KEYS = ("chars", "longest_word", "words")
 # Keys of a field's row that describe the table's structure rather than its vocabulary (plates.tiny_model leaves
 # their lines out of its tokenizer corpus).
 STRUCTURE_KEYS = ("role", "slot", "slot_rest", "bounds")
+ROW_KEYS = frozenset({"group", "slug", "kind", "values", "optional", "open", "free_text", *STRUCTURE_KEYS})
 
 _SEPARATORS = re.compile(r"[\s\-_.·•・]+")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -125,6 +128,10 @@ def read_field_table(directory: str | Path | None = None) -> tuple[FieldSpec, ..
     data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     table = []
     for order, (name, spec) in enumerate((data.get("fields") or {}).items()):
+        unknown = sorted(set(spec) - ROW_KEYS)
+        if unknown:
+            raise FieldTableError(f"{path}: field {name} has unknown keys {', '.join(unknown)}; a field's keys are "
+                                  f"{', '.join(sorted(ROW_KEYS))}")
         if spec.get("group") not in GROUPS:
             raise FieldTableError(
                 f"{path}: field {name} has group {spec.get('group')!r}, not one of {', '.join(GROUPS)}")

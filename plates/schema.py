@@ -32,7 +32,7 @@ from plates import resources
 from plates.io import atomic_write, check_output_file
 from plates.labels import (
     FIELD_TABLE, OPTIONAL_PLATE_FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP,
-    FieldTableError, field_spec, labels_dir, load_vocabularies,
+    FieldTableError, field_spec, labels_dir, load_plate_rules, load_vocabularies,
 )
 from plates.outputs import output_file
 
@@ -61,8 +61,6 @@ MAX_PLATES = 4  # per answer; bounds the array so a guided weak model cannot lis
 def _plate_chars() -> str:
     """Every Chinese character a plate number may hold: province abbreviations, special suffixes (挂 学 警 港 澳 领
     使 试 超 应急) from labels/plates.yaml, and the old military region prefixes."""
-    from plates.labels import load_plate_rules
-
     rules = load_plate_rules()
     chars = {c for a in rules.get("abbreviations", {}).values() for c in str(a)}
     chars |= {c for suffix in rules.get("special_suffixes", {}) for c in str(suffix)}

@@ -116,6 +116,7 @@ def _table_with(tmp_path, edit):
      "field 车牌层数 has bounds, but only open and free_text fields take them"),
     ([("longest_word: 10, words: 2", "longest_word: 0, words: 2")], "field 车辆品牌 has bounds"),
     ([("    role: plate_box\n", "    role: plate_box\n    slot: 6\n")], "optional fields have none"),
+    ([("    role: plate_box\n", "    role: plate_box\n    slott: 6\n")], "field 车牌位置 has unknown keys slott"),
 ])
 def test_the_field_table_is_checked_at_load(tmp_path, edit, message):
     labels = _table_with(tmp_path, edit)
