@@ -32,7 +32,7 @@ from plates import resources
 from plates.io import atomic_write, check_output_file
 from plates.labels import (
     FIELD_TABLE, OPTIONAL_PLATE_FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP,
-    FieldTableError, field_spec, labels_dir, load_plate_rules, load_vocabularies,
+    FieldTableError, StringBounds, field_spec, labels_dir, load_plate_rules, load_vocabularies,
 )
 from plates.outputs import output_file
 
@@ -67,7 +67,7 @@ def _plate_chars() -> str:
     return "".join(sorted(chars | set(_OLD_MILITARY)))
 
 
-def string_bounds(field: str) -> dict[str, Any]:
+def string_bounds(field: str, bounds: StringBounds | None = None) -> dict[str, Any]:
     """``pattern`` and ``maxLength`` of an open string field, so that a weak model under guided decoding cannot
     ramble inside a string until the token limit; {} for a field without bounds.
 
@@ -77,8 +77,8 @@ def string_bounds(field: str) -> dict[str, Any]:
     repeats the pattern's bound for readers). The shipped bounds fit every value ``plates parse`` and
     ``answer_from_labels`` produce: mainland numbers have no spaces and only the Chinese characters of
     labels/plates.yaml ('云KCM158', '粤Z1234港'), foreign and Hong Kong numbers keep single spaces ('12 34567'),
-    Vietnamese ones dots and hyphens ('51G-123.45')."""
-    bounds = field_spec(field).bounds
+    Vietnamese ones dots and hyphens ('51G-123.45'). ``bounds`` replaces the table's."""
+    bounds = bounds or field_spec(field).bounds
     if bounds is None:
         return {}
     chars, longest, words = bounds.chars, bounds.longest_word, bounds.words

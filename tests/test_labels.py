@@ -1,4 +1,3 @@
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -6,11 +5,11 @@ import sys
 
 import pytest
 
-from plates import labels as labels_module, resources
+from plates import resources
 from plates.labels import (
     FIELD_ROLES, PLATE_BOX, PLATE_COLOUR, PLATE_GROUP, PLATE_NUMBER, ROLES, UNKNOWN, VEHICLE_GROUP, FieldTableError,
-    answer_from_labels, field_for_role, field_spec, normalise, normalise_plate_number, plate_key, plate_warnings,
-    plates_of_answer, read_field_table, slot_fields, slot_rest, unknown_value_warnings,
+    StringBounds, answer_from_labels, field_for_role, field_spec, normalise, normalise_plate_number, plate_key,
+    plate_warnings, plates_of_answer, read_field_table, slot_fields, slot_rest, unknown_value_warnings,
 )
 
 
@@ -133,14 +132,13 @@ def test_a_bad_table_stops_every_command_at_import_with_its_message(tmp_path):
     assert "role plate_colour is given to both 车牌颜色 and 车牌层数" in done.stderr
 
 
-def test_unknown_character_classes_in_bounds_are_named(tmp_path, monkeypatch):
-    from plates import schema
+def test_unknown_character_classes_in_bounds_are_named():
+    from plates.schema import string_bounds
 
-    spec = field_spec("车辆品牌")
-    monkeypatch.setitem(labels_module._SPECS, "车辆品牌", dataclasses.replace(
-        spec, bounds=dataclasses.replace(spec.bounds, chars="A-Z{greek}")))
+    assert string_bounds("车辆品牌", StringBounds("A-Z{cjk}", 3, 1)) == {
+        "pattern": "^[A-Z\\u3400-\\u4dbf\\u4e00-\\u9fff]{1,3}$", "maxLength": 3}
     with pytest.raises(FieldTableError, match=r"character class \{greek\}; known: \{cjk\}, \{scripts\}"):
-        schema.string_bounds("车辆品牌")
+        string_bounds("车辆品牌", StringBounds("A-Z{greek}", 10, 2))
 
 
 def test_the_tokenizer_corpus_leaves_out_the_table_structure():
