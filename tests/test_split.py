@@ -1,8 +1,9 @@
 """plates.split: the vehicle split on compact arrays.
 
 Covered elsewhere (tests/test_build.py): the split keeps vehicles whole, ignores record order (a hypothesis
-property), tracks the ratio and keeps stratum ratios, through `plates build` and ``split_by_vehicle``. Here: the
-same split in another process, the array form against the list form, the strata codes and the edge ratios.
+property), tracks the ratio, keeps stratum ratios and is the same for `plates build` runs with other hash seeds.
+Here, on the module alone: a stratified split in another interpreter, the array form against the list form, the
+strata codes and the edge ratios.
 """
 
 from __future__ import annotations
