@@ -75,4 +75,5 @@ def test_a_busy_port_fails_instead_of_moving(tiny_model_dir, tmp_path):
                 process.wait()
     output = log_path.read_text(errors="replace")
     assert process.returncode != 0, output[-3000:]
+    assert f"('127.0.0.1', {port}): address already in use" in output, output[-3000:]
     assert KEY not in output and "api_key='<redacted>'" in output

@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 PLUGIN = Path(__file__).resolve().parent.parent / "plates" / "swift_plugin.py"
 
 PROBE = f"""
@@ -49,7 +47,6 @@ def test_by_default_only_the_loss_scale_is_registered():
                                                          "closed_form": False}
 
 
-@pytest.mark.slow  # a second fresh ms-swift import (about 10 s)
 def test_the_variables_install_the_hooks():
     from plates.resources import schema_path
 
@@ -59,7 +56,6 @@ def test_the_variables_install_the_hooks():
                                                          "closed_form": True}
 
 
-@pytest.mark.slow  # a third fresh ms-swift import
 def test_a_wrong_placeholder_mode_stops_the_import_with_the_reason():
     done = _load({"PLATES_PLACEHOLDER_LOSS": "closed-form"})
     assert done.returncode != 0
