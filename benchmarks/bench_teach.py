@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=12, help="requests per worker at each concurrency")
     args = parser.parse_args(argv)
 
-    from plates.teach import run_teach
-    from plates.teacher import OpenAIBackend, load_prompts
+    from plates.chat_client import ChatClient
+    from plates.teaching.backends.openai import OpenAIBackend
+    from plates.teaching.prompts import load_prompts
+    from plates.teaching.stage import run_teach
 
     prompts = load_prompts()
     server, url = start_server(args.latency)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             records = make_records(tmp_path, max(CONCURRENCIES) * args.rounds)
             for concurrency in CONCURRENCIES:
                 n = concurrency * args.rounds
-                backend = OpenAIBackend([url], "bench", "EMPTY", timeout=30, retries=0)
+                backend = OpenAIBackend(ChatClient([url], "bench", "EMPTY", timeout=30, retries=0))
                 out = tmp_path / f"out-{concurrency}.jsonl"
                 # warm-up (one round, not timed): lazy imports, regex compilation, the connection pool
                 run_teach(records, tmp_path / f"warm-{concurrency}.jsonl", "describe", backend, prompts,

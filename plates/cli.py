@@ -20,7 +20,7 @@ from plates.outputs import guard_command, path_options
 
 STAGE_MODULES = (
     "plates.parse",
-    "plates.teach",
+    "plates.teaching.stage",
     "plates.build",
     "plates.tiny_model",
     "plates.train",

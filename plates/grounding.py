@@ -235,15 +235,25 @@ class BoxMapper:
                 "boxes": "original-image pixels" if self.convention else "as the model answered (unknown convention)"}
 
     def response(self, text: Any, image: str | None) -> tuple[Any, bool]:
-        """(response with mapped boxes, whether it changed)."""
-        if not isinstance(text, str) or PLATE_BOX is None or PLATE_BOX not in text or self.convention is None:
+        """(response with mapped boxes, whether it changed), for an answer about the image file ``image``."""
+        if not self.may_map(text):
+            return text, False
+        return self.response_for_size(text, image_size(image) if image else None)
+
+    def may_map(self, text: Any) -> bool:
+        """Whether ``text`` could hold a box to map (cheap: no parsing, no image read)."""
+        return isinstance(text, str) and PLATE_BOX is not None and PLATE_BOX in text and self.convention is not None
+
+    def response_for_size(self, text: Any, size: tuple[int, int] | None) -> tuple[Any, bool]:
+        """(response with mapped boxes, whether it changed), for an answer about an image of ``size`` (width,
+        height) in original pixels; None: the image is unknown and the boxes stay as answered."""
+        if not self.may_map(text):
             return text, False
         from plates.evaluation.extract import parse_response
 
         parsed = parse_response(text)
         if not isinstance(parsed.value, dict):
             return text, False
-        size = image_size(image) if image else None
         if size is None:
             self.no_image += 1
             return text, False

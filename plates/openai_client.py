@@ -11,7 +11,7 @@ custom transport, the hook the SDK documents for this) enforces
 * a **size cap** on the response body (:data:`DEFAULT_MAX_RESPONSE_BYTES`): a larger reply is abandoned as
   soon as the cap is passed and raised as ``openai.APIConnectionError`` caused by :func:`response_too_large`.
 
-Callers (the ``openai`` teacher backend; later anything else that sends requests to served models) treat both
+Callers (:class:`plates.chat_client.ChatClient`, for `plates teach` and `plates predict --endpoint`) treat both
 as failed requests and retry them as they retry a 5xx; see :func:`failure_kind`.
 """
 

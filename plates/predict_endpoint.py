@@ -1,8 +1,8 @@
 """`plates predict --endpoint URL`: answer images through OpenAI-compatible servers that are already running
 (`plates serve`, `swift deploy`, vLLM), on this machine or others.
 
-Nothing here is new machinery: requests go through the ``openai`` teacher backend of `plates teach`
-(:class:`plates.teacher.OpenAIBackend`: the official client with a total deadline and a size cap, images as
+Nothing here is new machinery: requests go through :class:`plates.chat_client.ChatClient`, the caller of
+`plates teach --backend openai` too (the official client with a total deadline and a size cap, images as
 base64 data URLs shrunk to ``--max-pixels``, round-robin over the endpoints, retries with backoff on 429, 5xx,
 timeouts, bad and oversized bodies), a few requests in flight from :func:`plates.workpool.run_pool`, and the
 output is `plates predict`'s own: the same lines (key = image path + content hash), appended and fsynced one
@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from plates.chat_client import DEFAULT_MAX_PIXELS, ChatClient, RequestFailed
 from plates.errors import UserError
 from plates.image_inputs import Candidate, collect_inputs, rejects_path
 from plates.journal import Journal
@@ -101,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
     """`plates predict --endpoint …`; the exit status is 1 when some images failed for good (re-run)."""
     from plates import predict
     from plates.schema import answer_validator
-    from plates.teacher import OpenAIBackend, Request, TeacherError
 
     given = [flag for name, flag in LOCAL_ONLY.items() if getattr(args, name, None)]
     given += ["--backend"] if getattr(args, "backend", "transformers") != "transformers" else []
@@ -122,14 +122,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"plates predict: note: {note}", file=sys.stderr)
     if args.dry_run:
         return _dry_run(args, output, rejects, max_pixels)
-    backend = OpenAIBackend(args.endpoint, "auto", api_key or "EMPTY", timeout=args.timeout, retries=args.retries,
-                            max_pixels=max_pixels, max_tokens=args.max_new_tokens, temperature=0.0)
-    served = backend.check_servers()
+    client = ChatClient(args.endpoint, "auto", api_key or "EMPTY", timeout=args.timeout, retries=args.retries,
+                        max_pixels=max_pixels, max_tokens=args.max_new_tokens, temperature=0.0,
+                        max_tokens_flag="--max-new-tokens")
+    served = client.check_servers()
     if len(set(served)) > 1:
         raise UserError("the endpoints serve different models (" + ", ".join(
             f"{url}: {name}" for url, name in zip(args.endpoint, served)) + "); give endpoints of one model")
-    backend.model = served[0]
-    settings = predict.settings_fingerprint({"endpoint_model": backend.model, "decoding": "server",
+    client.model = served[0]
+    settings = predict.settings_fingerprint({"endpoint_model": client.model, "decoding": "server",
                                              "max_new_tokens": args.max_new_tokens, "max_pixels": max_pixels,
                                              **predict.contract_fingerprint(contract, False)})
     start = time.monotonic()
@@ -146,12 +147,10 @@ def run(args: argparse.Namespace) -> int:
             return candidate, None
         try:
             data = Path(candidate.path).read_bytes()
-            request = Request(key=candidate.key, mode="predict", labels={}, question=None,
-                              system=contract.system or "", prompt=contract.question(False), image=data)
-            return candidate, backend.complete(request)
+            return candidate, client.complete(contract.system or "", contract.question(False), data)
         except OSError as exc:
-            return candidate, TeacherError(f"image unreadable ({exc.strerror})")
-        except TeacherError as exc:
+            return candidate, RequestFailed(f"image unreadable ({exc.strerror})")
+        except RequestFailed as exc:
             return candidate, exc
 
     log = Journal(output, "predict")
@@ -168,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             for candidate, result in run_pool(ask, pending, args.concurrency, stop):
                 if result is None:
                     continue
-                if isinstance(result, TeacherError):
+                if isinstance(result, RequestFailed):
                     failed[result.reason] += 1
                     if result.fatal:
                         stop.set()
@@ -177,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                 with deferred():  # the summary counts exactly the lines written
                     log.append({"key": candidate.key, "image": candidate.path, "sha256": candidate.sha256,
                                 **described, "response": result.text, "confidence": None, "settings": settings,
-                                "decoding": "server", "model": backend.model})
+                                "decoding": "server", "model": client.model})
                     summary.answered += 1
                     summary.parsed += described["answer"] is not None
                     summary.schema_valid += described["schema_valid"]
@@ -200,6 +199,4 @@ def run(args: argparse.Namespace) -> int:
 
 def predict_max_pixels() -> int:
     """The pixel budget images are shrunk to before they are sent (the teacher's default)."""
-    from plates.teacher import DEFAULT_MAX_PIXELS
-
     return DEFAULT_MAX_PIXELS

@@ -7,7 +7,8 @@ built with ``--prompt``), greedy decoding. The server applies the rest the way `
 template, the run's system text (``--system`` of `plates build`, passed to ms-swift as the default system), the
 training run's ``max_pixels`` (read back from the plates manifest: ms-swift does not save it) and, by default,
 schema-constrained decoding (every answer valid against ``eval/answer.schema.json``; the constraint applies to
-every request this server answers).
+every request this server answers). Plate boxes (``车牌位置``) come back in the original image's pixels, as in
+`plates predict`'s answers, for non-streamed requests about one image (:mod:`plates.deploy_launcher`).
 
 Client (the ``openai`` package)::
 
@@ -32,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from plates import swift_cli
+from plates.deploy_launcher import BOX_MAPPING_ENV, box_mapping_value
 from plates.errors import UserError
+from plates.grounding import mapper_for_command
 from plates.inference import BACKENDS, InferenceSettings
 from plates.student import StudentContract, for_run
 
@@ -102,7 +105,11 @@ def build_serve_command(settings: InferenceSettings | None = None, *, host: str 
         env["MAX_PIXELS"] = str(max_pixels)
     if s.gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(swift_cli.parse_gpus(s.gpus))
-    return [sys.executable, "-m", "plates.deploy_launcher", "deploy", *swift_cli.options_to_argv(options)], env
+    argv = [sys.executable, "-m", "plates.deploy_launcher", "deploy", *swift_cli.options_to_argv(options)]
+    mapper = mapper_for_command(argv, env, s.adapters, s.model)
+    if mapper.convention:
+        env[BOX_MAPPING_ENV] = box_mapping_value(mapper)  # answers' plate boxes in original pixels, as predict's
+    return argv, env
 
 
 def bind_address(argv: list[str]) -> tuple[str, int]:

@@ -3,6 +3,7 @@ recipe is exercised by tests/test_eval_stats.py::test_recipe_add_a_metric.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from plates import resources, teacher
+from plates import resources
+from plates.chat_client import Completion
 from plates.cli import main
-from plates.teacher import Completion, TeacherBackend, register_backend
+from plates.teaching import backends
+from plates.teaching.backends import TeacherBackend, option, register_backend
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -172,39 +175,52 @@ class EchoBackend(TeacherBackend):
     model = "echo-1"
     counts_tokens = False
 
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        echo_prefix: str = option("", help="put this before every text")
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
     @classmethod
-    def from_args(cls, args, prompts):
-        return cls()
+    def from_options(cls, options, prompts):
+        return cls(options.echo_prefix)
 
     def complete(self, request):
-        return Completion(text=request.prompt.splitlines()[0])
+        return Completion(text=self.prefix + request.prompt.splitlines()[0])
 
 
 @pytest.fixture
 def echo_backend():
-    register_backend(EchoBackend)
+    register_backend("echo", f"{__name__}:EchoBackend")  # the registry line: imported only when needed
     yield EchoBackend
-    teacher.BACKENDS.pop(EchoBackend.name)
+    backends.BACKENDS.pop(EchoBackend.name)
 
 
 def test_recipe_add_a_teacher_backend(echo_backend, synth_dump, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["teach", "--help"])
-    assert "echo: repeats the prompt's first line" in capsys.readouterr().out
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "echo: repeats the prompt's first line" in shown and "--backend echo:" in shown and "--echo-prefix" in shown
     records, out = tmp_path / "records.jsonl", tmp_path / "teacher.jsonl"
     assert main(["parse", str(synth_dump), "-o", str(records)]) == 0
-    assert main(["teach", str(records), "-o", str(out), "--mode", "describe", "--backend", "echo"]) in (0, 1)
+    assert main(["teach", str(records), "-o", str(out), "--mode", "describe", "--backend", "echo",
+                 "--echo-prefix", "ECHO "]) in (0, 1)
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert lines and {line["backend"] for line in lines} == {"echo"} and {line["model"] for line in lines} == {"echo-1"}
+    assert all(line["text"].startswith("ECHO ") for line in lines)
+    capsys.readouterr()
+    assert main(["teach", str(records), "-o", str(out), "--mode", "describe", "--echo-prefix", "x"]) == 2
+    assert "--echo-prefix is an option of --backend echo, not used by --backend template" in capsys.readouterr().err
     with pytest.raises(ValueError):
-        register_backend(EchoBackend)  # names are unique
+        register_backend("echo", EchoBackend)  # names are unique
 
 
 def test_backend_choices_come_from_the_registry(capsys):
     with pytest.raises(SystemExit):
         main(["teach", "x.jsonl", "-o", "y.jsonl", "--mode", "describe", "--backend", "nope"])
     err = capsys.readouterr().err
-    for name in teacher.BACKENDS:
+    for name in backends.BACKENDS:
         assert name in err
 
 

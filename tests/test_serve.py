@@ -87,3 +87,51 @@ def test_serve_answers_an_openai_client_on_loopback(tiny_model_dir, tmp_path):
         assert set(answer) == {"车辆属性", "车牌属性"}
         assert describe_answer(text)["schema_valid"], text
         assert reply.usage.prompt_tokens > 20, "the image's visual tokens reached the model"
+
+
+def test_served_boxes_come_back_in_original_pixels(tiny_model_dir, tmp_path):
+    """What the launcher does to a real ms-swift response about a real 720 x 1160 JPEG sent as a data URL: the
+    model's box (pixels of the image it saw under MAX_PIXELS) becomes original pixels, as predict writes it; an
+    answer without a box, a remote image and a request with two images are left as answered."""
+    import base64
+
+    import cv2
+    import numpy as np
+    from swift.infer_engine.protocol import (ChatCompletionRequest, ChatCompletionResponse,
+                                             ChatCompletionResponseChoice, ChatMessage, UsageInfo)
+
+    from plates.deploy_launcher import BOX_MAPPING_ENV, box_mapper_from, map_response_boxes
+    from plates.grounding import to_model, to_original
+
+    argv, env = build_serve_command(adapters=None, model=str(tiny_model_dir), max_pixels=50176)
+    mapper = box_mapper_from(env[BOX_MAPPING_ENV])
+    assert (mapper.convention, mapper.max_pixels) == ("none", 50176)
+    image = tmp_path / "车 1.jpg"
+    cv2.imwrite(str(image), np.zeros((1160, 720, 3), np.uint8))
+    url = "data:image/jpeg;base64," + base64.b64encode(image.read_bytes()).decode()
+    box = [90, 700, 400, 820]
+    seen = to_model(box, 720, 1160, "none", 50176)
+    answer = {"车辆属性": {"车辆颜色": "白色"}, "车牌属性": {"车牌号码": "皖AE981N", "车牌位置": seen}}
+
+    def exchange(images, text):
+        content = [{"type": "image_url", "image_url": {"url": url}} for url in images] + [{"type": "text", "text": "?"}]
+        request = ChatCompletionRequest(model="plates", messages=[{"role": "user", "content": content}])
+        response = ChatCompletionResponse(model="plates", usage=UsageInfo(1, 1, 2), choices=[
+            ChatCompletionResponseChoice(0, ChatMessage("assistant", text), "stop")])
+        return request, response
+
+    text = json.dumps(answer, ensure_ascii=False)
+    request, response = exchange([url], text)
+    assert map_response_boxes(response, mapper, request) == 1
+    got = json.loads(response.choices[0].message.content)["车牌属性"]["车牌位置"]
+    assert got == to_original(seen, 720, 1160, "none", 50176) and got != seen
+    assert all(abs(a - b) <= 5 for a, b in zip(got, box))
+    completion = exchange([url], text)[1].to_cmpl_response()
+    assert map_response_boxes(completion, mapper, request) == 1 and json.loads(completion.choices[0].text) == \
+        json.loads(response.choices[0].message.content)
+    for images in ([url, url], ["https://example.invalid/car.jpg"]):
+        request, response = exchange(images, text)
+        assert map_response_boxes(response, mapper, request) == 0 and response.choices[0].message.content == text
+    plain = json.dumps({"车辆属性": {"车辆颜色": "白色"}}, ensure_ascii=False)
+    request, response = exchange([url], plain)
+    assert map_response_boxes(response, mapper, request) == 0 and response.choices[0].message.content == plain

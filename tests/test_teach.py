@@ -19,10 +19,7 @@ import pytest
 
 from plates.cli import main
 from plates.errors import UserError
-from plates.template_teacher import TemplateBackend
-from plates.teacher import (
-    RateLimiter, backoff_delay, image_data_url, load_prompts, retry_after_seconds,
-)
+from plates.teaching.prompts import load_prompts
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
@@ -616,56 +613,3 @@ def test_rpm_limits_the_request_rate(records, tmp_path):
                      *openai_args(server)) == 0
         times = sorted(r["time"] for r in server.chat_requests)
     assert len(times) == 5 and times[-1] - times[0] >= 4 * 0.1 * 0.9
-
-
-# --- units --------------------------------------------------------------------------------------------------
-
-def test_image_data_url_keeps_small_images_and_shrinks_big_ones():
-    import cv2
-    import numpy as np
-
-    small = cv2.imencode(".png", np.full((20, 30, 3), 128, np.uint8))[1].tobytes()
-    url, width, height = image_data_url(small, 10_000)
-    assert url == "data:image/png;base64," + base64.b64encode(small).decode() and (width, height) == (30, 20)
-    big = cv2.imencode(".jpg", np.full((800, 1000, 3), 90, np.uint8))[1].tobytes()
-    url, width, height = image_data_url(big, 100_000)
-    assert width * height <= 100_000 and abs(width / height - 1.25) < 0.02
-    from plates.teacher import TeacherError
-
-    with pytest.raises(TeacherError, match="cannot be decoded"):
-        image_data_url(b"\0garbage", 100)
-
-
-def test_backoff_and_retry_after():
-    rng = random.Random(0)
-    delays = [backoff_delay(a, 1.0, 8.0, rng) for a in range(6)]
-    for attempt, delay in enumerate(delays):
-        full = min(8.0, 2 ** attempt)
-        assert full / 2 <= delay <= full
-    assert 3.0 <= backoff_delay(0, 1.0, 8.0, rng, retry_after=3.0) <= 3.3
-    assert backoff_delay(0, 1.0, 8.0, rng, retry_after=86400) <= 660
-    assert retry_after_seconds({"retry-after": "7"}) == 7.0
-    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
-    import email.utils
-
-    future = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 <= retry_after_seconds({"retry-after": future}) <= 31
-    assert retry_after_seconds({"retry-after": "soon"}) is None and retry_after_seconds({}) is None
-
-
-def test_rate_limiter_spaces_requests():
-    clock = [0.0]
-    slept = []
-    limiter = RateLimiter(120, clock=lambda: clock[0], sleep=slept.append)
-    for _ in range(3):
-        limiter.wait()
-    assert slept == [0.5, 1.0]
-    unlimited = RateLimiter(0, sleep=slept.append)
-    unlimited.wait()
-    assert slept == [0.5, 1.0]
-
-
-def test_template_backend_marks_itself():
-    backend = TemplateBackend(load_prompts())
-    assert backend.name == "template" and backend.model == "template-v1"
-    assert backend.fingerprint.startswith("template-v1:")

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from plates.gate import FLAGGED, OK, check, reason_code
+from plates.teaching.gate import FLAGGED, OK, check, reason_code
 
 # The seed's two labelled images (file names of section 1.2), as canonical labels.
 CM158 = {"车辆属性": {"车辆品牌": "东风", "车辆类型": "轻微型货车", "车辆颜色": "蓝色", "车辆朝向": "正面"},
@@ -157,8 +157,8 @@ def test_empty_text():
 def test_template_texts_always_pass_the_gate():
     """The offline teacher writes from the labels, so none of its texts may ever be flagged."""
     from plates.synth import random_labels
-    from plates.teacher import build_request, load_prompts
-    from plates.template_teacher import TemplateBackend
+    from plates.teaching.backends.template import TemplateBackend
+    from plates.teaching.prompts import build_request, load_prompts
 
     prompts = load_prompts()
     backend = TemplateBackend(prompts)

@@ -36,20 +36,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from plates.chat_client import RequestFailed
 from plates.contracts import TeacherLine
 from plates.errors import UserError
 from plates.io import (
     check_input_file, guard_outputs, iter_jsonl, progress, same_file, write_json,
 )
+from plates.journal import Journal
 from plates.outputs import input_path, output_file
 from plates.records import load_records, resolve_image
-from plates.journal import Journal
 from plates.signals import deferred
+from plates.teaching import backends, gate
+from plates.teaching.backends import TeacherBackend, make_backend, positive_int
+from plates.teaching.prompts import MODES, Prompts, build_request, digest, load_prompts
 from plates.workpool import run_pool
-from plates import teacher, template_teacher  # noqa: F401 - template_teacher registers the default backend
-from plates.teacher import (
-    DEFAULT_MAX_PIXELS, MODES, Prompts, TeacherBackend, TeacherError, build_request, digest, load_prompts,
-)
 
 FUSE_SOURCES = ("describe", "caption")
 # Stop when this many records fail for one reason before any succeeds (a wrong model name, a moved dump).
@@ -111,6 +111,7 @@ class Summary:
     torn_bytes: int = 0
     seconds: float = 0.0
     stopped: str | None = None
+    counts_tokens: bool = True  # the backend reports token usage (the template backend does not)
 
     @property
     def failed_total(self) -> int:
@@ -147,7 +148,7 @@ class Summary:
             lines.append("  flagged by reason: " + ", ".join(f"{r} {n}" for r, n in self.flagged_reasons.most_common()))
         if self.retries:
             lines.append("  retries: " + ", ".join(f"{r} {n}" for r, n in self.retries.most_common()))
-        if getattr(teacher.BACKENDS.get(self.backend), "counts_tokens", True):
+        if self.counts_tokens:
             total = self.prompt_tokens + self.completion_tokens
             lines.append(f"  tokens     {self.prompt_tokens} prompt + {self.completion_tokens} completion = {total}")
         if self.torn_bytes:
@@ -175,11 +176,8 @@ class _Outcome:
 class _Job:
     """What one worker needs to turn a record into an output line."""
 
-    def __init__(self, records_path: Path, mode: str, backend: Any, prompts: Prompts, done_keys: set[str],
-                 sources: dict[str, dict[str, dict[str, Any]]], stop: threading.Event):
-        from plates import gate
-
-        self.gate = gate
+    def __init__(self, records_path: Path, mode: str, backend: TeacherBackend, prompts: Prompts,
+                 done_keys: set[str], sources: dict[str, dict[str, dict[str, Any]]], stop: threading.Event):
         self.records_path = records_path
         self.mode = mode
         self.backend = backend
@@ -221,12 +219,12 @@ class _Job:
         request = build_request(self.prompts, self.mode, key, labels, question=question, image=data, inputs=texts)
         try:
             completion = self.backend.complete(request)
-        except TeacherError as exc:
+        except RequestFailed as exc:
             return _Outcome("failed", image, key=key, reason=exc.reason, fatal=exc.fatal, retried=exc.retried)
         text = completion.text
         if self.mode == "reason":  # one paragraph: `plates build` separates reasoning from the answer by a blank line
             text = re.sub(r"\n\s*\n+", "\n", text)
-        verdict = self.gate.check(text, labels)
+        verdict = gate.check(text, labels)
         line = TeacherLine(key=key, image=image, mode=self.mode, question=question, text=text,
                            verdict=verdict.verdict, reasons=verdict.reasons, backend=self.backend.name,
                            model=self.backend.model, prompt_version=self.prompts.version, usage=completion.usage,
@@ -234,8 +232,8 @@ class _Job:
         return _Outcome("done", image, key=key, line=line, usage=completion.usage, retried=completion.retried)
 
 
-def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend: Any, prompts: Prompts, *,
-              concurrency: int = 4, inputs: list[Path] | None = None, limit: int | None = None,
+def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend: TeacherBackend,
+              prompts: Prompts, *, concurrency: int = 4, inputs: list[Path] | None = None, limit: int | None = None,
               show_progress: bool = True, report: Callable[[Summary], None] | None = None) -> Summary:
     """Teach every record not yet in ``out_path``; returns the summary, and hands it to ``report`` even when
     interrupted (Ctrl-C still shows what was done).
@@ -249,7 +247,8 @@ def run_teach(records_path: str | Path, out_path: str | Path, mode: str, backend
     if limit is not None:
         records = records[:limit]
     model = backend.resolve_model()
-    summary = Summary(mode, backend.name, model, prompts.version, str(out_path), records=len(records))
+    summary = Summary(mode, backend.name, model, prompts.version, str(out_path), records=len(records),
+                      counts_tokens=backend.counts_tokens)
     start = time.monotonic()
     log = Journal(out_path)
     try:
@@ -328,25 +327,6 @@ def _same_file(a: Path, b: Path) -> bool:
 
 # --- command line -------------------------------------------------------------------------------------------
 
-def make_backend(args: argparse.Namespace, prompts: Prompts) -> TeacherBackend:
-    """The teacher ``--backend`` names (see :data:`plates.teacher.BACKENDS`)."""
-    return teacher.make_backend(args, prompts)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("records", type=input_path(convert=Path), help="records JSONL from `plates parse`")
     parser.add_argument("-o", "--out", type=output_file("teach", convert=Path), required=True,
@@ -354,32 +334,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, required=True,
                         help="describe (labels in the prompt), caption (a pooled question, no labels), "
                              "fuse (merge describe + caption, text only), reason (justify the labelled answer)")
-    parser.add_argument("--backend", choices=sorted(teacher.BACKENDS), default="template",
-                        help="; ".join(f"{name}: {cls.help}" for name, cls in sorted(teacher.BACKENDS.items())))
-    parser.add_argument("--model", help="openai: the served model name, or 'auto' to take the server's first model")
-    parser.add_argument("--base-url", action="append", default=[], metavar="URL",
-                        help="openai: endpoint such as http://127.0.0.1:8000/v1; repeat to spread load over replicas")
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                        help="environment variable holding the API key (default OPENAI_API_KEY); "
-                             "the key is never printed or written")
-    parser.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight (default 4)")
-    parser.add_argument("--rpm", type=_non_negative, default=0.0,
-                        help="at most this many requests a minute (0 = no limit)")
-    parser.add_argument("--retries", type=int, default=5,
-                        help="retries per request on 429, 5xx, timeouts and dropped connections (default 5)")
-    parser.add_argument("--timeout", type=_non_negative, default=120.0, help="total seconds one request may take: connecting, sending and the whole "
-                             "reply (default 120); a slower or larger (over 8 MB) reply is retried")
-    parser.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
-                        help=f"shrink images to at most this many pixels before sending (default {DEFAULT_MAX_PIXELS})")
-    parser.add_argument("--max-tokens", type=_positive_int, default=1024, help="completion token limit (default 1024)")
-    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    backends.add_arguments(parser)
+    parser.add_argument("--concurrency", type=positive_int, default=4, help="requests in flight (default 4)")
     parser.add_argument("--prompts", type=input_path(convert=Path), metavar="DIR",
                         help="prompts folder with prompts.yaml and template.yaml "
                              "(default: the shipped prompts/v1)")
     parser.add_argument("--inputs", type=input_path(convert=Path), action="append", metavar="FILE",
                         help="fuse: teacher outputs holding the describe and caption lines "
                              "(default: OUT itself); repeatable")
-    parser.add_argument("--limit", type=_positive_int, help="teach only the first N records (a trial run)")
+    parser.add_argument("--limit", type=positive_int, help="teach only the first N records (a trial run)")
     parser.add_argument("--summary", metavar="FILE", help="also write the summary as JSON",
                         type=output_file("teach-summary", convert=Path))
 

@@ -8,15 +8,16 @@ import random
 import re
 from typing import Any
 
+from plates.chat_client import Completion
 from plates.labels import (
     PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, SLUGS, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, abbreviation_for_province,
+    plate_key,
 )
-from plates.teacher import (
-    Completion, Prompts, Request, TeacherBackend, refuse_flags, digest, register_backend, render,
-)
+from plates.teaching.backends import TeacherBackend
+from plates.teaching.gate import OK, check
+from plates.teaching.prompts import Prompts, Request, digest, render
 
 
-@register_backend
 class TemplateBackend(TeacherBackend):
     """Label-only, deterministic texts from the phrase pools in ``template.yaml``; never looks at the image."""
 
@@ -29,8 +30,7 @@ class TemplateBackend(TeacherBackend):
         self.model = str(self.pools["model"])
 
     @classmethod
-    def from_args(cls, args: Any, prompts: Prompts) -> TemplateBackend:
-        refuse_flags(args, cls.name, {"base_url": "--base-url", "model": "--model"})
+    def from_options(cls, options: TeacherBackend.Options, prompts: Prompts) -> TemplateBackend:
         return cls(prompts)
 
     @property
@@ -104,10 +104,6 @@ class TemplateBackend(TeacherBackend):
         return render(self._pick(rng, "caption"), values) + self._plates_text(request.labels, rng)
 
     def _fuse(self, request: Request, rng: random.Random) -> str:
-        from plates.gate import OK, check
-
-        from plates.labels import plate_key
-
         describe = request.inputs.get("describe", "").strip()
         vehicle = request.labels.get(VEHICLE_GROUP) or {}
         known = [plate_key(p.get(PLATE_NUMBER, UNKNOWN)) for p in request.labels.get(PLATE_GROUP) or []]
