@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from plates.dump import IMAGE_EXTENSIONS, Rejected, default_rejects_path, file_kind, iter_files, read_image_info
+from plates.dump import (
+    IMAGE_EXTENSIONS, Rejected, default_rejects_path, display_name, file_kind, iter_files, name_problem, read_image_info,
+)
 from plates.errors import UserError
 from plates.io import iter_jsonl, progress, sha256_file
 from plates.records import resolve_image
@@ -34,7 +36,13 @@ def rejects_path(output: Path) -> Path:
 
 def check_image(path: str) -> tuple[str, str] | None:
     """Why ``path`` cannot be answered, as ``(reason, code)``, or None. Uses `plates parse`'s header checks, then
-    decodes the whole image: one truncated or corrupt file would otherwise stop a whole `swift infer` chunk."""
+    decodes the whole image: one truncated or corrupt file would otherwise stop a whole `swift infer` chunk. A
+    name that is not UTF-8 is refused as parse refuses it: no answer line could name it."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        refused = name_problem(path)
+        return refused.reason, refused.code
     name = os.path.basename(path)
     dot = name.rfind(".")
     extension = name[dot:].lower() if dot > 0 else ""
@@ -118,6 +126,6 @@ def collect_inputs(inputs: Iterable[str], exclude: Iterable[Path] = ()) -> tuple
                 continue
             except OSError as exc:
                 problem, code = f"cannot read: {exc.strerror}", "unreadable"
-        rejects.append({"image": path, "reason": problem, "code": code})
+        rejects.append({"image": display_name(path), "reason": problem, "code": code})
     bar.close()
     return candidates, rejects
