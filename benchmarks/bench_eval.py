@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
-    from plates.evaluate import Item, Scorer, evaluate, evaluate_file
-    from plates.evaluation.report import add_intervals
+    from plates.evaluation.items import Item
+    from plates.evaluation.report import add_intervals, evaluate, evaluate_file
+    from plates.evaluation.scorer import Scorer
     from plates.evaluation.samples import SampleLog
 
     print(f"generating {args.n:,} synthetic answers …", flush=True)

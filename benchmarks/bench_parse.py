@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from plates import parse  # noqa: E402
+from plates.names import ParsedName, clear_caches, parse_filename  # noqa: E402
 from plates.records import iter_records  # noqa: E402
 from plates.synth import dump_entries, make_dump, random_labels, seed_filename  # noqa: E402
 
@@ -67,7 +68,7 @@ def _count_parsed(names: list[str] | range) -> int:
     """Names parsed; a range selects from the names a forked worker inherited."""
     if names.__class__ is range:
         names = _INHERITED_NAMES[names.start:names.stop]
-    return sum(isinstance(parse.parse_filename(name), parse.ParsedName) for name in names)
+    return sum(isinstance(parse_filename(name), ParsedName) for name in names)
 
 
 def names_per_second(names: list[str], jobs: int = 1, repeats: int = 5) -> float:
@@ -76,7 +77,7 @@ def names_per_second(names: list[str], jobs: int = 1, repeats: int = 5) -> float
 
     best = 0.0
     for _ in range(repeats):
-        parse.clear_caches()
+        clear_caches()
         if jobs == 1:
             start = time.perf_counter()
             _count_parsed(names)
@@ -146,7 +147,7 @@ def main() -> int:
         timings = {}
         for jobs in sorted({1, args.jobs}):
             out = Path(scratch) / f"records-{jobs}.jsonl"
-            parse.clear_caches()
+            clear_caches()
             start = time.perf_counter()
             summary = parse.parse_to_files(root, out, jobs=jobs, show_progress=False)
             timings[jobs] = time.perf_counter() - start

@@ -42,10 +42,11 @@ def time_swift_infer(images: list[str], model: str, workdir: Path, *, batch_size
                      max_new_tokens: int, max_pixels: int | None) -> float:
     """Wall seconds of one `swift infer` over ``images`` (the samples `plates predict` sends)."""
     from plates import swift_cli
-    from plates.infer import build_infer_command
+    from plates.engine_answers import sample
+    from plates.image_inputs import Candidate
     from plates.inference import InferenceSettings
     from plates.io import write_jsonl
-    from plates.predict import Candidate, sample
+    from plates.swift_infer import build_infer_command
 
     dataset, result = workdir / "dataset.jsonl", workdir / "results.jsonl"
     result.unlink(missing_ok=True)

@@ -156,7 +156,8 @@ def tokens_per_sample(data: Path, model: Path, max_pixels: int) -> float:
 def run_recipe(name: str, preset: str, model: Path, data: Path, out: Path, *, steps: int, small: bool,
                gpus: str | None, extra: list[str] = ()) -> dict:
     """A few real `swift sft` (or `swift rlhf`) steps; figures from ms-swift's logging.jsonl."""
-    from plates.train import build_plan, find_run_dir
+    from plates.runs import find_run_dir
+    from plates.train import build_plan
 
     overrides = [f"max_steps={steps}", "logging_steps=1", "save_steps=1000000", "eval_steps=1000000", "report_to=none",
                  "warmup_ratio=0", "num_train_epochs=1", "template=qwen2_5_vl", "check_model=false"]

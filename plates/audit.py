@@ -12,7 +12,8 @@ Review file (``-o review.jsonl``), one line per disputed field, most confident f
 ``plate`` is the plate's index in the record (null for vehicle fields); ``confidence`` is the model's probability
 of writing exactly its value (`plates predict --logprobs`; null without log-probabilities, ranked last).
 
-Corrections file (what `plates parse --corrections FILE` applies on the next parse), JSONL, one line per fix::
+Corrections file (:mod:`plates.corrections`: what `plates parse --corrections FILE` applies on the next parse),
+JSONL, one line per fix::
 
     {"image": "sub/车辆属性:….jpg", "field": "车牌省份", "plate": 0, "value": "黑龙江省"}
 
@@ -32,15 +33,18 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from plates.errors import UserError
-from plates.io import atomic_write, check_input_file, guard_outputs, iter_jsonl, write_jsonl
+from plates.evaluation.align import align_plates
+from plates.evaluation.render import table
+from plates.io import atomic_write, check_input_file, guard_outputs, iter_jsonl, write_json, write_jsonl
 from plates.labels import (
-    FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, normalise, normalise_plate,
+    FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, normalise_plate,
     normalise_vehicle, plates_of_answer,
 )
 from plates.outputs import input_path, output_file
+from plates.records import iter_records, resolve_image
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 THUMBNAIL = 192
@@ -78,8 +82,6 @@ class AuditStats:
                                "disputed": self.disputed[f]} for f in FIELDS if self.compared[f]}}
 
     def table(self) -> str:
-        from plates.evaluate import table
-
         rows = [["field", "compared", "disagree", "disputed", "disputed %"]]
         for name in FIELDS:
             if self.compared[name]:
@@ -110,8 +112,6 @@ def _compare(label: str, prediction: str) -> bool:
 def record_disputes(record: dict[str, Any], path: str, prediction: dict[str, Any],
                     stats: AuditStats | None = None) -> list[Dispute]:
     """Every field where the prediction's answer and the record's label are both known and differ."""
-    from plates.evaluation.align import align_plates
-
     answer = prediction.get("answer")
     confidence = prediction.get("confidence") or {}
     labels = record["labels"]
@@ -138,8 +138,6 @@ def audit(records_path: str | os.PathLike, predictions_path: str | os.PathLike,
           min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[list[Dispute], AuditStats]:
     """Disputes at or above ``min_confidence`` (those without a confidence are kept only when it is 0), most
     confident first; ties keep the records' order."""
-    from plates.records import iter_records, resolve_image
-
     predictions = load_predictions(predictions_path)
     stats = AuditStats()
     kept: list[Dispute] = []
@@ -231,116 +229,6 @@ def default_sheet(output: Path) -> Path:
     return output.with_name(stem + ".html")
 
 
-# ---- corrections ---------------------------------------------------------------------------------------------
-
-@dataclass
-class Corrections:
-    """Label fixes by image path, applied by `plates parse --corrections`."""
-
-    source: str
-    by_image: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    skipped: int = 0
-    applied: int = 0
-    used: set = field(default_factory=set)
-    unapplied: list = field(default_factory=list)
-    unknown: list = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.by_image)
-
-    def for_record(self, rel: str, root: str) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for key in (os.path.normpath(rel), os.path.normpath(os.path.join(root, rel))):
-            if key in self.by_image:
-                self.used.add(key)
-                out.extend(fix for fix in self.by_image[key] if not any(fix is seen for seen in out))
-        return out
-
-    def notes(self) -> list[str]:
-        """Why corrections did not land as clean labels: a plate index the record lacks, a value outside the
-        vocabulary (applied, with an ``unknown_value`` warning on the record like a typed label)."""
-        out = []
-        if self.unapplied:
-            out.append(f"{len(self.unapplied)} not applied, e.g. {self.unapplied[0]}")
-        if self.unknown:
-            out.append(f"{len(self.unknown)} outside the vocabularies (unknown_value warning on the record), "
-                       f"e.g. {self.unknown[0]}")
-        return out
-
-    def unmatched(self) -> list[str]:
-        """Corrections whose image no parsed record has (counted once even when named by two paths)."""
-        used = {id(fix) for key in self.used for fix in self.by_image[key]}
-        return sorted({key for key, fixes in self.by_image.items() if not any(id(f) in used for f in fixes)})
-
-    def apply(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The record with its corrections applied (in place), each noted in ``warnings`` as ``corrected: …``."""
-        for fix in self.for_record(record["image"], record.get("root") or ""):
-            labels = record["labels"]
-            name, value = fix["field"], fix["value"]
-            if name in VEHICLE_FIELDS:
-                target = labels[VEHICLE_GROUP]
-            else:
-                plates = labels[PLATE_GROUP]
-                index = fix.get("plate") or 0
-                if index >= len(plates):
-                    why = f"{name} plate {index}: the record has {len(plates)} plate(s)"
-                    record.setdefault("warnings", []).append(f"correction_unapplied: {why}")
-                    self.unapplied.append(f"{why} ({record['image']})")
-                    continue
-                target = plates[index]
-            old = target.get(name)
-            target[name] = value
-            record.setdefault("warnings", []).append(f"corrected: {name} {old} -> {value} ({self.source})")
-            if not fix.get("known", True):
-                record["warnings"].append(f"unknown_value: {name}={value}")
-                self.unknown.append(f"{name}={value}")
-            self.applied += 1
-        return record
-
-    def apply_lines(self, lines: Iterable[str]) -> list[str]:
-        """Record JSON lines (as `plates parse` writes them) with corrections applied where any match."""
-        import json
-
-        from plates.io import dump_json_line
-
-        out = []
-        for line in lines:
-            record = json.loads(line)
-            if self.for_record(record["image"], record.get("root") or ""):
-                line = dump_json_line(self.apply(record))
-            out.append(line)
-        return out
-
-
-def load_corrections(path: str | os.PathLike) -> Corrections:
-    """Read a corrections JSONL (see the module docstring); a malformed line is a user error naming it."""
-    check_input_file(path, "--corrections")
-    corrections = Corrections(str(path))
-    for number, line in iter_jsonl(path):
-        where = f"{path}: line {number}"
-        if not isinstance(line, dict) or not isinstance(line.get("image"), str):
-            raise UserError(f"{where}: needs an 'image' path")
-        if line.get("value") is None:
-            corrections.skipped += 1
-            continue
-        name = line.get("field")
-        if name not in FIELDS:
-            raise UserError(f"{where}: 'field' must be one of {', '.join(FIELDS)}, not {name!r}")
-        plate = line.get("plate")
-        if name in PLATE_FIELDS and plate is not None and (not isinstance(plate, int) or plate < 0):
-            raise UserError(f"{where}: 'plate' must be a plate index (0, 1, …)")
-        if not isinstance(line["value"], str):
-            raise UserError(f"{where}: 'value' must be the corrected label as text, not {line['value']!r}")
-        normalised = normalise(name, line["value"])
-        image = line["image"]
-        fix = {"field": name, "plate": plate if name in PLATE_FIELDS else None, "value": normalised.value,
-               "known": normalised.known}
-        corrections.by_image.setdefault(os.path.normpath(image), []).append(fix)
-        if isinstance(line.get("path"), str):  # review lines carry the absolute path too
-            corrections.by_image.setdefault(os.path.normpath(line["path"]), []).append(fix)
-    return corrections
-
-
 # ---- re-running over a review file ---------------------------------------------------------------------------
 
 _REVIEW_KEYS = frozenset(Dispute("", "", "", None, "", "", None).to_dict())
@@ -419,8 +307,6 @@ def _run(args: argparse.Namespace) -> int:
     with atomic_write(sheet) as handle:
         handle.write(text)
     if args.json:
-        from plates.io import write_json
-
         write_json(args.json, stats.to_dict())
     print(f"plates audit: {len(disputes)} disputed labels in {stats.predicted} of {stats.records} records "
           f"-> {output}, sheet {sheet}")

@@ -53,7 +53,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from plates import __version__
 from plates.errors import UserError
-from plates.contracts import DatasetLayout
+from plates.contracts import DATASET_FILES, DatasetLayout
+from plates.grounding import BBOX_FORMAT_ENV, BBOX_TAG
 from plates.grpo import grpo_row
 from plates.io import check_input_file, check_output_dir, guard_outputs, iter_jsonl, replace_file_set, write_json
 from plates.labels import PLATE_BOX, answer_from_labels
@@ -62,12 +63,11 @@ from plates.records import iter_records, plate_boxes, resolve_image
 from plates.student import (
     EXTRACTION_PROMPT, GROUNDING_PROMPT, IMAGE_TAG, REASON_PROMPT, answer_text, check_text, cot_target, make_sample,
 )
-from plates.build_output import (  # noqa: F401 - the helpers that moved there are still importable from here
+from plates.build_output import (
     Dataset, FileSink, LabelTally, ListSink, check_warning_codes, earlier_sources, file_sha256, labels_version,
-    merged_dataset_info, sharegpt_dataset_info, to_sharegpt,
+    merged_dataset_info, sharegpt_dataset_info,
 )
 from plates.build_scan import BuildPlan, RecordSource, scan_records, walk_plan
-from plates.split import NO_PLATE, split_by_vehicle, stratum_of  # noqa: F401 - also imported from here
 
 DESCRIPTION_MODES = ("describe", "caption", "fuse", "reason")
 TASKS = ("extract",) + DESCRIPTION_MODES
@@ -85,18 +85,12 @@ CAPTION_QUESTIONS = (
     "用简洁的语言描述图片的主要内容。",
 )
 
-_OUTPUT_NAMES = ("train.jsonl", "val.jsonl", "val_records.jsonl", "stats.json",
-                 "train_sharegpt.json", "val_sharegpt.json", "dataset_info.json")
-
-
 # ---------------------------------------------------------------------------------------------- targets
 
 
 def grounding_target(record: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     """(assistant text, ms-swift ``objects`` or None) of a grounding extraction sample: each plate with a box gets
     ``"车牌位置": <bbox>``, its box (original pixels) goes to ``objects.bbox`` in the same order."""
-    from plates.grounding import BBOX_TAG
-
     boxes = [box if isinstance(box, list) and len(box) == 4 else None for box in plate_boxes(record) or []]
     if not any(box is not None for box in boxes):
         return answer_text(record["labels"]), None
@@ -362,8 +356,6 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
 def grounding_stats(plates: Counter, records: Counter, prompt: str = GROUNDING_PROMPT) -> dict[str, Any]:
     """stats.json's ``grounding`` block (only in grounding builds): what the targets hold and how ms-swift turns
     it into the model's coordinates; `plates train` reads ``env``."""
-    from plates.grounding import BBOX_FORMAT_ENV, BBOX_TAG
-
     return {"on": True, "field": PLATE_BOX, "prompt": prompt,
             "target": f'"{PLATE_BOX}": {BBOX_TAG} in the JSON answer; objects.bbox in original-image pixels, '
                       'bbox_type real',
@@ -400,7 +392,7 @@ def write_build(out_dir: str | Path, fill: Callable[[FileSink], dict[str, Any]],
     if info is not None:
         files["dataset_info"] = out / "dataset_info.json"
     written = {p.name for p in files.values()}
-    with replace_file_set(out, remove=[n for n in _OUTPUT_NAMES if n not in written]) as staging:
+    with replace_file_set(out, remove=[n for n in DATASET_FILES if n not in written]) as staging:
         with FileSink(staging, names if sharegpt else None) as sink:
             stats = fill(sink)
         stats["files"] = {k: p.name for k, p in files.items()}
@@ -470,9 +462,9 @@ Chain-of-thought targets ('reason' mode) are: reasoning, a blank line, then the 
     for path in args.descriptions:
         check_input_file(path, "--descriptions")
     inputs = [("RECORDS", records_file), *(("--descriptions", p) for p in args.descriptions)]
-    out = check_output_dir(args.output, "-o", owned=_OUTPUT_NAMES,
+    out = check_output_dir(args.output, "-o", owned=DATASET_FILES,
                            keep=[p for _, p in inputs] + earlier_sources(Path(args.output)))
-    guard_outputs(inputs, {f"-o (its {name})": out / name for name in _OUTPUT_NAMES}, command="build")
+    guard_outputs(inputs, {f"-o (its {name})": out / name for name in DATASET_FILES}, command="build")
     options = BuildOptions(
         val_ratio=args.val_ratio, seed=args.seed, stratify=args.stratify,
         ratios={m: getattr(args, f"{m}_ratio") for m in DESCRIPTION_MODES},

@@ -18,6 +18,7 @@ from plates.io import dump_json_line, sha256_file
 from plates.labels import (
     FIELDS, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels, labels_dir,
 )
+from plates.records import WARNING_CODES
 
 def to_sharegpt(sample: dict[str, Any]) -> dict[str, Any]:
     """The same sample in LLaMA-Factory's sharegpt layout (``conversations`` with from/value)."""
@@ -66,8 +67,6 @@ def earlier_sources(out: Path) -> list[Path]:
 def check_warning_codes(codes: Iterable[str], records: Iterable[dict[str, Any]]) -> None:
     """``--exclude-warning CODE`` with a code that no record can carry would silently exclude nothing: an
     error naming the known codes (those `plates parse` writes, plus any found in these records)."""
-    from plates.parse import WARNING_CODES
-
     codes = set(codes)
     if not codes - set(WARNING_CODES):
         return

@@ -4,6 +4,8 @@ rather than through the writer's private helpers or bare JSON keys.
 * :class:`DatasetLayout` / :class:`DatasetStats` — the folder `plates build` writes (``train.jsonl``,
   ``val.jsonl``, ``val_records.jsonl``, ``stats.json``); read by train, infer and the demo.
 * :class:`TeacherLine` — one line of `plates teach` output; read by build (descriptions) and fuse.
+* :data:`TINY_MARKER` / :data:`PLACEHOLDER_PREFIX` — what `plates tiny-model` leaves in the model it builds; read
+  by infer, serve and export (the template) and by the placeholder loss (the unreachable ids).
 * The run folder `plates train` writes is :mod:`plates.runs` (:class:`plates.runs.RunManifest`).
 """
 
@@ -14,6 +16,14 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from plates.errors import UserError
+
+# Every file a `plates build` folder may hold: build owns (replaces, removes) exactly these.
+DATASET_FILES = ("train.jsonl", "val.jsonl", "val_records.jsonl", "stats.json",
+                 "train_sharegpt.json", "val_sharegpt.json", "dataset_info.json")
+TINY_MARKER = ".plates-tiny-model.json"
+PLACEHOLDER_PREFIX = "<|placeholder_"  # the tiny model's unreachable ids' tokens: <|placeholder_N|>
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,15 @@ def dataset_image_root(folder: str | os.PathLike) -> str | None:
     for absolute paths. ms-swift resolves relative paths against ROOT_IMAGE_DIR or the working directory."""
     stats = DatasetLayout.of(folder).read_stats()
     return stats.image_root if stats else None
+
+
+def dataset_file(dataset: str | os.PathLike) -> Path:
+    path = Path(dataset).expanduser().resolve()
+    if path.is_dir():
+        path = path / "val.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path}: no such dataset file (pass a JSONL or a `plates build` folder with val.jsonl)")
+    return path
 
 
 def dataset_grounding_env(folder: str | os.PathLike) -> dict[str, str]:

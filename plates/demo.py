@@ -24,6 +24,7 @@ from pathlib import Path
 from plates.errors import UserError
 from plates.labels import PLATE_BOX, PLATE_COLOUR, VEHICLE_COLOUR, VEHICLE_ORIENTATION
 from plates.outputs import output_dir
+from plates.runs import find_run_dir, last_checkpoint
 
 DEFAULT_WORKDIR = "plates-demo"
 RUN_PLACEHOLDER = "RUN"  # the LoRA + ViT run folder, known only once stage 2 has trained
@@ -148,14 +149,10 @@ def demo_steps(workdir: Path, images: int, seed: int, epochs: float | None = Non
 
 def latest_run(runs: Path) -> Path | None:
     """The newest ms-swift run folder (``v3-20250101-120000``) under ``runs``."""
-    from plates.train import find_run_dir
-
     return find_run_dir(runs, before=set(), seen_output_dir=None)
 
 
 def _stage1_checkpoint(workdir: Path) -> Path:
-    from plates.train import last_checkpoint
-
     checkpoint = last_checkpoint(latest_run(workdir / "runs" / "stage1"))
     if checkpoint is None:
         raise UserError(f"stage 1 left no checkpoint under {workdir / 'runs' / 'stage1'}")

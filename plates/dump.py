@@ -14,6 +14,8 @@ from typing import Iterable, NamedTuple
 
 from plates.errors import UserError
 
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
 
 class Rejected(NamedTuple):
     """Why a file cannot become a record; ``code`` groups reasons in the summary."""
@@ -220,3 +222,9 @@ def display_name(rel: str) -> str:
         return rel
     except UnicodeEncodeError:
         return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+def default_rejects_path(output: Path) -> Path:
+    """``out.jsonl`` -> ``out.rejects.jsonl``."""
+    stem = output.name[: -len(".jsonl")] if output.name.endswith(".jsonl") else output.name
+    return output.with_name(stem + ".rejects.jsonl")

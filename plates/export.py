@@ -3,8 +3,9 @@ checkpoint did.
 
 Why the proof: ms-swift users report merges that turn 87% accuracy into 45%, and vision-LoRA checkpoints that vLLM
 cannot load. ``--verify N`` answers N validation images twice with greedy decoding, once with the adapter
-checkpoint and once with the exported model (both through `plates predict`, i.e. `swift infer`), and lists every
-answer that differs: a merge must give identical answers, a quantised model shows what it changes.
+checkpoint and once with the exported model (both as `plates predict` answers them, :mod:`plates.engine_answers`,
+i.e. `swift infer`), and lists every answer that differs: a merge must give identical answers, a quantised model
+shows what it changes.
 
 The export also records the generation settings ms-swift applies at inference but does not save with a model, so
 another server (vLLM, transformers, `plates serve --model`) answers like `swift infer` did:
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -32,10 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from plates import swift_cli
+from plates.answer_lines import PredictSummary
+from plates.contracts import TINY_MARKER, dataset_file
+from plates.engine_answers import answer_images, prepare_engine
 from plates.errors import UserError
+from plates.image_inputs import check_image, collect_inputs
 from plates.inference import InferenceSettings
-from plates.io import write_json
+from plates.io import check_output_dir, iter_jsonl, read_jsonl, write_json
+from plates.launch import stop_on_signals
 from plates.outputs import input_path, output_dir
+from plates.runs import checkpoint_dir, checkpoint_max_pixels, find_manifest
 from plates.student import for_run
 
 QUANT_METHODS = ("awq", "gptq", "fp8", "bnb")
@@ -81,9 +89,6 @@ def build_export_command(adapters: str, output_dir: str | None = None, *, quant:
                          bits: int | None = None, calibration: str | None = None,
                          overrides: list[str] | None = None) -> tuple[list[str], Path, Path]:
     """argv for `swift export`, the target folder and the resolved checkpoint."""
-    from plates.infer import checkpoint_dir
-    from plates.io import check_output_dir
-
     ckpt = checkpoint_dir(adapters)
     if quant and bits is None:
         bits = 8 if quant == "fp8" else 4
@@ -118,9 +123,6 @@ def build_export_command(adapters: str, output_dir: str | None = None, *, quant:
 def record_generation_settings(target: Path, checkpoint: Path, *, quant: str | None = None,
                                bits: int | None = None) -> dict[str, Any]:
     """Write ``plates_generation.json``, the manifest copy and the processor's pixel cap into ``target``."""
-    from plates.infer import checkpoint_max_pixels
-    from plates.runs import find_manifest
-
     args = _run_args(checkpoint)
     template = args.get("template")
     max_pixels = checkpoint_max_pixels(checkpoint) or args.get("max_pixels")
@@ -148,8 +150,6 @@ def record_generation_settings(target: Path, checkpoint: Path, *, quant: str | N
                 processor["max_pixels"] = int(max_pixels)
             write_json(path, config)
     if template:
-        from plates.infer import TINY_MARKER
-
         marker = target / TINY_MARKER
         if not marker.exists():  # `plates infer/serve --model` read the template from here
             write_json(marker, {"template": template, "exported": True})
@@ -160,9 +160,6 @@ def record_generation_settings(target: Path, checkpoint: Path, *, quant: str | N
 
 def verify_images(checkpoint: Path, dataset: str | None, n: int) -> list[str]:
     """The first ``n`` images of the verification set (default: the run's validation set)."""
-    from plates.infer import dataset_file
-    from plates.io import iter_jsonl
-
     if dataset is None:
         candidates = _run_args(checkpoint).get("val_dataset") or []
         if not candidates:
@@ -170,8 +167,6 @@ def verify_images(checkpoint: Path, dataset: str | None, n: int) -> list[str]:
         dataset = candidates[0]
     path = dataset_file(dataset)
     images: list[str] = []
-    import os
-
     root = os.environ.get("ROOT_IMAGE_DIR")
     for _, sample in iter_jsonl(path):
         for image in (sample.get("images") or []) if isinstance(sample, dict) else []:
@@ -191,8 +186,6 @@ def verify_images(checkpoint: Path, dataset: str | None, n: int) -> list[str]:
 def check_verify_images(images: list[str], flag: str) -> None:
     """Refuse, before the merge, verification images that cannot be answered (missing, unreadable, not an image):
     found after the merge, they would leave an export the re-run then refuses to overwrite."""
-    from plates.image_inputs import check_image
-
     problems = []
     for image in images:
         found = check_image(image)
@@ -207,21 +200,26 @@ def verify_export(checkpoint: Path, target: Path, images: list[str], *, max_new_
                   decoding: str = "schema", backend: str = "transformers", max_pixels: int | None = None,
                   batch_size: int | None = None) -> dict[str, Any]:
     """Answer ``images`` with the checkpoint and with the export (greedy), and list the answers that differ."""
-    from plates.io import read_jsonl
-    from plates.predict import run_predict
-
     template = _run_args(checkpoint).get("template")
     common = InferenceSettings(decoding=decoding, backend=backend, max_new_tokens=max_new_tokens,
                                max_pixels=max_pixels, batch_size=batch_size, overrides=["temperature=0"])
+    candidates, rejected = collect_inputs(images)
+    if rejected:
+        raise UserError(f"--verify: {len(rejected)} verification images cannot be read")
     answers: dict[str, dict[str, str]] = {}
-    with tempfile.TemporaryDirectory(prefix="plates-verify-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="plates-verify-") as scratch, stop_on_signals():
         for name, settings in (("adapter", common.replace(adapters=str(checkpoint))),
                                ("export", common.replace(model=str(target), template=template))):
-            out = Path(scratch) / f"{name}.jsonl"
+            workdir = Path(scratch) / name
+            workdir.mkdir()
+            out = workdir / "answers.jsonl"
             print(f"plates export: verify: answering {len(images)} images with the {name}", file=sys.stderr)
-            summary = run_predict(images, out, settings, chunk_size=max(1, len(images)))
-            if summary.rejected:
-                raise UserError(f"--verify: {summary.rejected} verification images cannot be read")
+            notes: list[str] = []
+            engine = prepare_engine(settings, workdir, workdir / "swift-infer.log", chunk_size=max(1, len(images)),
+                                    notes=notes)
+            for note in dict.fromkeys(notes):
+                print(f"plates export: verify: note: {note}", file=sys.stderr)
+            answer_images(engine, candidates, [], workdir / "rejects.jsonl", out, PredictSummary(out=str(out)))
             answers[name] = {line["image"]: line["response"] for line in read_jsonl(out)}
     differing = [{"image": image, "adapter": answers["adapter"].get(image), "export": answers["export"].get(image)}
                  for image in answers["adapter"] if answers["adapter"].get(image) != answers["export"].get(image)]

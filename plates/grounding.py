@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from plates.contracts import dataset_grounding_env
 from plates.labels import PLATE_BOX, plates_of_answer
 
 BBOX_TAG = "<bbox>"
@@ -249,7 +250,7 @@ class BoxMapper:
         height) in original pixels; None: the image is unknown and the boxes stay as answered."""
         if not self.may_map(text):
             return text, False
-        from plates.evaluation.extract import parse_response
+        from plates.evaluation.extract import parse_response  # the scoring package: loaded only for boxes
 
         parsed = parse_response(text)
         if not isinstance(parsed.value, dict):
@@ -293,9 +294,10 @@ def _argv_value(argv: list[str], flag: str) -> str | None:
 
 def mapper_for_command(argv: list[str], env: dict[str, str], adapters: Iterable[str] | str | None = None,
                        model: str | None = None) -> BoxMapper:
-    """The :class:`BoxMapper` for answers of a `swift infer` command line that `plates.infer.build_infer_command`
-    built (``--template``, ``--model``, ``--adapters``, and ``MAX_PIXELS``, which plates sets with ``--max_pixels``):
-    the one place infer and predict decide how boxes come back to original pixels."""
+    """The :class:`BoxMapper` for answers of a `swift infer` command line that
+    `plates.swift_infer.build_infer_command` built (``--template``, ``--model``, ``--adapters``, and ``MAX_PIXELS``,
+    which plates sets with ``--max_pixels``): the one place infer and predict decide how boxes come back to original
+    pixels."""
     template = _argv_value(argv, "--template")
     model = model or _argv_value(argv, "--model")
     adapters = adapters or _argv_value(argv, "--adapters")
@@ -311,8 +313,6 @@ def mapper_for_command(argv: list[str], env: dict[str, str], adapters: Iterable[
 def trained_with_grounding(adapters: str | None) -> bool:
     """Whether a checkpoint's run trained on a `plates build --grounding` dataset (its ``args.json`` names the
     dataset files; the folder's stats.json says)."""
-    from plates.contracts import dataset_grounding_env
-
     if not adapters:
         return False
     for folder in (Path(adapters), Path(adapters).parent):

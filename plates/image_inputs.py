@@ -1,6 +1,6 @@
 """The images `plates predict` answers: INPUT files, folders and records JSONL expanded into candidates (path +
 content hash, the key of an answer line) and rejects (every file seen lands in exactly one of the two), shared
-by the local engine run (:mod:`plates.predict`) and the endpoint run (:mod:`plates.predict_endpoint`)."""
+by the local engine run (:mod:`plates.engine_answers`) and the endpoint run (:mod:`plates.predict_endpoint`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from plates.dump import (
+    IMAGE_EXTENSIONS, Rejected, default_rejects_path, display_name, file_kind, iter_files, name_problem, read_image_info,
+)
 from plates.errors import UserError
 from plates.io import iter_jsonl, progress, sha256_file
+from plates.records import resolve_image
 
 
 @dataclass(frozen=True)
@@ -27,17 +31,18 @@ class Candidate:
 
 
 def rejects_path(output: Path) -> Path:
-    from plates.parse import default_rejects_path
-
     return default_rejects_path(output)
 
 
 def check_image(path: str) -> tuple[str, str] | None:
     """Why ``path`` cannot be answered, as ``(reason, code)``, or None. Uses `plates parse`'s header checks, then
-    decodes the whole image: one truncated or corrupt file would otherwise stop a whole `swift infer` chunk."""
-    from plates.dump import Rejected, read_image_info
-    from plates.parse import IMAGE_EXTENSIONS
-
+    decodes the whole image: one truncated or corrupt file would otherwise stop a whole `swift infer` chunk. A
+    name that is not UTF-8 is refused as parse refuses it: no answer line could name it."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        refused = name_problem(path)
+        return refused.reason, refused.code
     name = os.path.basename(path)
     dot = name.rfind(".")
     extension = name[dot:].lower() if dot > 0 else ""
@@ -60,8 +65,6 @@ def check_image(path: str) -> tuple[str, str] | None:
 
 def _records_images(path: Path) -> Iterable[tuple[str, str | None]]:
     """(absolute image path, problem) for each line of a JSONL that names images."""
-    from plates.records import resolve_image
-
     errors: list[str] = []
     for number, line in iter_jsonl(path, errors):
         if not isinstance(line, dict) or not isinstance(line.get("image"), str):
@@ -76,8 +79,6 @@ def collect_inputs(inputs: Iterable[str], exclude: Iterable[Path] = ()) -> tuple
     """Expand INPUT… into the images to answer and the rejects (every file seen is in exactly one list).
     The same image named twice is answered once. FIFOs, sockets, devices and dangling links are rejected from
     their folder listing or ``stat`` alone, never opened (a FIFO would block the run forever)."""
-    from plates.dump import file_kind, iter_files
-
     skip = {os.path.realpath(p) for p in exclude}
     paths: list[tuple[str, str | None]] = []
     special: dict[str, str] = {}
@@ -125,6 +126,6 @@ def collect_inputs(inputs: Iterable[str], exclude: Iterable[Path] = ()) -> tuple
                 continue
             except OSError as exc:
                 problem, code = f"cannot read: {exc.strerror}", "unreadable"
-        rejects.append({"image": path, "reason": problem, "code": code})
+        rejects.append({"image": display_name(path), "reason": problem, "code": code})
     bar.close()
     return candidates, rejects

@@ -4,8 +4,8 @@ Why one object: the same eleven options (what answers, how it decodes, its caps,
 declared in up to five parsers and travel as a dozen keyword arguments, so a new option meant five edits and a
 default could drift between commands. :class:`InferenceSettings` owns their flags, defaults and help;
 ``add_arguments(parser)`` puts them on a parser, ``from_args(args)`` builds the object, and the stages pass it on
-whole (to :func:`plates.infer.build_infer_command`, :func:`plates.serve.build_serve_command`,
-:func:`plates.predict.run_predict`).
+whole (to :func:`plates.swift_infer.build_infer_command`, :func:`plates.serve.build_serve_command`,
+:func:`plates.engine_answers.prepare_engine`).
 """
 
 from __future__ import annotations

@@ -170,14 +170,13 @@ def output_dir(*, convert: Callable[[str], Any] = str) -> PathOption:
 
 
 def path_options(parser: argparse.ArgumentParser) -> list[tuple[str, str, PathOption]]:
-    """``(dest, flag, marker)`` of every declared path option of ``parser`` (flag: the longest option string,
-    '-o' style short ones only when there is no other, or the metavar of a positional)."""
+    """``(dest, flag, marker)`` of every declared path option of ``parser`` (flag: the shortest option string,
+    ``-o`` rather than ``--output``, as refusals name it; or the metavar of a positional)."""
     found = []
     for action in parser._actions:
         if isinstance(action.type, PathOption):
             if action.option_strings:
-                flag = action.option_strings[0] if len(action.option_strings) == 1 else min(
-                    action.option_strings, key=len)
+                flag = min(action.option_strings, key=len)
             else:
                 flag = action.metavar if isinstance(action.metavar, str) else action.dest.upper()
             found.append((action.dest, flag, action.type))

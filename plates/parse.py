@@ -16,29 +16,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from plates.errors import UserError
-from plates.dump import (  # noqa: F401 - ImageInfo, file_kind: also imported from here by older callers
-    ImageInfo, Rejected, display_name, file_kind, iter_files, name_problem, read_image_info,
+from plates.corrections import load_corrections
+from plates.dump import (
+    IMAGE_EXTENSIONS, Rejected, default_rejects_path, display_name, iter_files, name_problem, read_image_info,
 )
+from plates.errors import UserError
 from plates.io import atomic_write, guard_outputs, progress, write_json
 from plates.labels import PLATE_GROUP, VEHICLE_FIELDS, VEHICLE_GROUP
-from plates.names import (  # noqa: F401 - the name grammar's public names, also imported from here
-    CCPD_ADS, CCPD_ALPHABETS, CCPD_PROVINCES, FORMATS, GEOMETRY_KEY, PLATE_STAT_FIELDS, ParsedName, clear_caches,
-    geometry_warnings, name_format, parse_ccpd_filename, parse_filename, parse_seed_filename, plate_number,
-    strip_extension,
+from plates.names import (
+    FORMATS, GEOMETRY_KEY, PLATE_STAT_FIELDS, geometry_warnings, name_format, parse_ccpd_filename,
+    parse_seed_filename,
 )
 from plates.outputs import input_path, output_file
+from plates.signals import reset_in_child
 
-# every warning code a record can carry ('code: detail'); `plates build --exclude-warning` checks against it
-WARNING_CODES = ("colour_usage", "image_truncated", "missing_field", "missing_vehicle", "name_encoding",
-                 "plate_geometry", "plate_index", "plate_length", "plate_pattern", "province_mismatch",
-                 "suffix_usage", "unknown_value")
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 CHUNK_FILES = 1000
 
 
@@ -195,10 +192,6 @@ def _start_worker(files: list[str] | None = None) -> None:
     and SIGHUP end a worker (Pool.terminate stops workers with SIGTERM, and a signal to the whole process group
     reaches the parent too, which stops the pool). A forked worker also keeps the parent's file list (a fork's arguments are inherited, not pickled), so its tasks name
     a range of it instead of carrying the paths through the pipe."""
-    import signal
-
-    from plates.signals import reset_in_child
-
     global _INHERITED_FILES
     if files is not None:
         _INHERITED_FILES = files
@@ -242,16 +235,10 @@ def parse_dump(root: str | Path, fmt: str = "auto", jobs: int = 1, files: list[s
         bar.close()
 
 
-def default_rejects_path(output: Path) -> Path:
-    """``out.jsonl`` -> ``out.rejects.jsonl``."""
-    stem = output.name[: -len(".jsonl")] if output.name.endswith(".jsonl") else output.name
-    return output.with_name(stem + ".rejects.jsonl")
-
-
 def parse_to_files(root: str | Path, output: str | Path, rejects: str | Path | None = None, fmt: str = "auto",
                    jobs: int = 1, show_progress: bool = True, corrections: Any = None) -> ParseSummary:
     """Write the records and rejects files atomically (both appear only when the whole dump is done).
-    ``corrections`` (:func:`plates.audit.load_corrections`) fixes labels by image path as records are written."""
+    ``corrections`` (:func:`plates.corrections.load_corrections`) fixes labels by image path as records are written."""
     output = Path(output)
     rejects = Path(rejects) if rejects else default_rejects_path(output)
     check_parse_outputs(root, {"-o": output, "--rejects": rejects})
@@ -326,8 +313,6 @@ def run(args: argparse.Namespace) -> int:
     check_parse_outputs(args.root, {"-o": output, "--rejects": rejects, "--summary": args.summary})
     corrections = None
     if getattr(args, "corrections", None):
-        from plates.audit import load_corrections
-
         corrections = load_corrections(args.corrections)
     summary = parse_to_files(args.root, output, rejects, args.fmt, args.jobs, corrections=corrections)
     if corrections is not None:

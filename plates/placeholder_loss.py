@@ -30,7 +30,7 @@ import math
 import os
 
 from plates.errors import UserError
-from plates.tiny_model import PLACEHOLDER_PREFIX
+from plates.contracts import PLACEHOLDER_PREFIX
 
 PLACEHOLDER_LOSS_ENV = "PLATES_PLACEHOLDER_LOSS"
 PLACEHOLDER_LOSS_MODES = ("closed_form", "off")

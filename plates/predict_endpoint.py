@@ -21,14 +21,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from plates.answer_lines import (
+    PredictSummary, check_settings, contract_fingerprint, describe_answer, settings_fingerprint,
+)
 from plates.chat_client import DEFAULT_MAX_PIXELS, ChatClient, RequestFailed
 from plates.errors import UserError
 from plates.image_inputs import Candidate, collect_inputs, rejects_path
 from plates.journal import Journal
-from plates.io import guard_outputs, progress, write_jsonl
+from plates.io import guard_outputs, progress, write_json, write_jsonl
 from plates.outputs import input_path
+from plates.schema import answer_validator
 from plates.signals import deferred
 from plates.student import StudentContract, for_run
+from plates.workpool import run_pool
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_TIMEOUT = 300.0
@@ -100,8 +105,6 @@ def _dry_run(args: argparse.Namespace, output: Path, rejects: Path, max_pixels: 
 
 def run(args: argparse.Namespace) -> int:
     """`plates predict --endpoint …`; the exit status is 1 when some images failed for good (re-run)."""
-    from plates import predict
-    from plates.schema import answer_validator
 
     given = [flag for name, flag in LOCAL_ONLY.items() if getattr(args, name, None)]
     given += ["--backend"] if getattr(args, "backend", "transformers") != "transformers" else []
@@ -130,13 +133,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("the endpoints serve different models (" + ", ".join(
             f"{url}: {name}" for url, name in zip(args.endpoint, served)) + "); give endpoints of one model")
     client.model = served[0]
-    settings = predict.settings_fingerprint({"endpoint_model": client.model, "decoding": "server",
-                                             "max_new_tokens": args.max_new_tokens, "max_pixels": max_pixels,
-                                             **predict.contract_fingerprint(contract, False)})
+    settings = settings_fingerprint({"endpoint_model": client.model, "decoding": "server",
+                                     "max_new_tokens": args.max_new_tokens, "max_pixels": max_pixels,
+                                     **contract_fingerprint(contract, False)})
     start = time.monotonic()
     candidates, rejected = collect_inputs(args.inputs, exclude=(output, rejects))
-    summary = predict.PredictSummary(out=str(output), files=len(candidates) + len(rejected), images=len(candidates),
-                                     rejected=len(rejected))
+    summary = PredictSummary(out=str(output), files=len(candidates) + len(rejected), images=len(candidates),
+                             rejected=len(rejected))
     summary.reject_codes.update(r["code"] for r in rejected)
     failed: Counter = Counter()
     stop = threading.Event()
@@ -157,12 +160,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         recovered = log.recover()
         summary.torn_bytes = recovered.torn_bytes
-        predict.check_settings(output, settings)
+        check_settings(output, settings)
         write_jsonl(rejects, rejected)  # only once every refusal is behind us: a refused run keeps the old one
         pending = [c for c in candidates if c.key not in recovered.keys]
         summary.skipped = len(candidates) - len(pending)
-        from plates.workpool import run_pool
-
         with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
             for candidate, result in run_pool(ask, pending, args.concurrency, stop):
                 if result is None:
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                     if result.fatal:
                         stop.set()
                     continue
-                described = predict.describe_answer(result.text, validator)
+                described = describe_answer(result.text, validator)
                 with deferred():  # the summary counts exactly the lines written
                     log.append({"key": candidate.key, "image": candidate.path, "sha256": candidate.sha256,
                                 **described, "response": result.text, "confidence": None, "settings": settings,
@@ -185,8 +186,6 @@ def run(args: argparse.Namespace) -> int:
         log.close()
         summary.seconds = time.monotonic() - start
     if args.summary:
-        from plates.io import write_json
-
         write_json(args.summary, {**summary.to_dict(), "failed": dict(failed)})
     print(summary.format().replace(f"in {summary.chunks} chunk(s)", f"through {len(args.endpoint)} endpoint(s)"),
           file=sys.stderr)

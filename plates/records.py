@@ -33,6 +33,10 @@ from plates.io import iter_jsonl
 from plates.labels import PLATE_GROUP, VEHICLE_GROUP
 from plates.names import GEOMETRY_KEY
 
+# every warning code a record can carry ('code: detail'); `plates build --exclude-warning` checks against it
+WARNING_CODES = ("colour_usage", "image_truncated", "missing_field", "missing_vehicle", "name_encoding",
+                 "plate_geometry", "plate_index", "plate_length", "plate_pattern", "province_mismatch",
+                 "suffix_usage", "unknown_value")
 _TRACK_ID = re.compile(r"^car\d+$", re.IGNORECASE)
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plates.errors import UserError
+
 MANIFEST_NAME = "plates_manifest.json"
 LOG_NAME = "swift-sft.log"
 
@@ -112,3 +114,27 @@ def loss_history(run_dir: Path | None) -> list[float]:
         except (ValueError, TypeError, KeyError):
             continue
     return losses
+
+
+def checkpoint_dir(path: str | os.PathLike) -> Path:
+    """A LoRA checkpoint folder (``…/checkpoint-N``); a run folder resolves to its last checkpoint."""
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such checkpoint folder")
+    if (folder / "adapter_config.json").is_file():
+        return folder
+    latest = last_checkpoint(folder)
+    if latest is not None and (latest / "adapter_config.json").is_file():
+        return latest
+    for candidate in (folder, latest):
+        if candidate is not None and (candidate / "config.json").is_file():
+            raise UserError(f"{folder}: a full fine-tune checkpoint (whole model, no adapter_config.json); "
+                            f"answer with it as a model: --model {candidate}")
+    raise UserError(f"{folder}: not a LoRA checkpoint (no adapter_config.json); pass a checkpoint-N folder "
+                    "from `plates train`")
+
+
+def checkpoint_max_pixels(checkpoint: str | os.PathLike) -> int | None:
+    """The max_pixels a run trained with, from its plates manifest (ms-swift does not save it)."""
+    manifest = read_manifest(checkpoint)
+    return manifest.max_pixels if manifest is not None and manifest.max_pixels else None

@@ -33,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from plates import swift_cli
-from plates.deploy_launcher import BOX_MAPPING_ENV, box_mapping_value
+from plates.decoding import decoding_options
+from plates.deploy_launcher import BOX_MAPPING_ENV, KEY_ENV, box_mapping_value
 from plates.errors import UserError
 from plates.grounding import mapper_for_command
 from plates.inference import BACKENDS, InferenceSettings
 from plates.student import StudentContract, for_run
+from plates.swift_infer import generation_caps, model_source
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -67,9 +69,6 @@ def build_serve_command(settings: InferenceSettings | None = None, *, host: str 
                         **values: Any) -> tuple[list[str], dict[str, str]]:
     """argv and environment for `swift deploy` (reads only the checkpoint's own files); ``settings`` (or its
     fields as keywords, serve's own default answer cap of 512 tokens) say what answers and how."""
-    from plates.decoding import decoding_options
-    from plates.infer import generation_caps, model_source
-
     s = InferenceSettings.of(settings or InferenceSettings(max_new_tokens=DEFAULT_MAX_NEW_TOKENS), **values)
     if not s.adapters and not s.model:
         raise UserError("pass --adapters CHECKPOINT (a fine-tuned run) or --model MODEL (e.g. a merged export)")
@@ -86,8 +85,6 @@ def build_serve_command(settings: InferenceSettings | None = None, *, host: str 
     system = served_contract(s, notes).system
     if system:
         options["system"] = system  # ms-swift's default system: a client sends only the user message
-    from plates.deploy_launcher import KEY_ENV
-
     env: dict[str, str] = {}
     if api_key_env:
         key = os.environ.get(api_key_env)

@@ -312,11 +312,16 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
-    """Hide the values of options whose names look secret (``--hub_token X`` -> ``--hub_token <redacted>``)."""
+    """Hide the values of options whose names look secret (``--hub_token X`` -> ``--hub_token <redacted>``,
+    ``--hub_token=X`` -> ``--hub_token=<redacted>``)."""
     out: list[str] = []
     hiding = False
     for item in argv:
-        if item.startswith("--"):
+        if item.startswith("--") and "=" in item:
+            name, _, _ = item.partition("=")
+            out.append(f"{name}={REDACTED}" if is_secret(name) else item)
+            hiding = False
+        elif item.startswith("--"):
             hiding = is_secret(item)
             out.append(item)
         else:

@@ -28,6 +28,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from plates.contracts import PLACEHOLDER_PREFIX, TINY_MARKER
 from plates.errors import UserError
 from plates import resources
 from plates.io import check_output_dir
@@ -47,7 +48,6 @@ SPECIAL_TOKENS = (
 NON_SPECIAL = {"<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
                "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"}
 BPE_MERGE_VOCAB = 4000
-PLACEHOLDER_PREFIX = "<|placeholder_"  # the unreachable ids' tokens: <|placeholder_N|>
 # Small processor limits: images become at most 256 visual tokens unless MAX_PIXELS says otherwise.
 # Scale of the (tied) token embeddings. With the usual 0.02 a width-32 model cannot express a confident next-token
 # prediction through the frozen head (max logit < 1), so LoRA could never move the loss; 0.5 lets it.
@@ -222,9 +222,8 @@ def _generation_config():
                             do_sample=False, max_new_tokens=64)
 
 
-MARKER = ".plates-tiny-model.json"
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                  "generation_config.json", MARKER)
+                  "generation_config.json", TINY_MARKER)
 
 
 def is_complete(model_dir: str | os.PathLike) -> bool:
@@ -237,7 +236,7 @@ def is_complete(model_dir: str | os.PathLike) -> bool:
 
 def _built_as(model_dir: Path) -> dict | None:
     try:
-        return json.loads((model_dir / MARKER).read_text(encoding="utf-8"))
+        return json.loads((model_dir / TINY_MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -291,7 +290,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
                   "embed_std": embed_std, "heads": heads, "rope": rope,
                   "template": "qwen2_5_vl",
                   "model_type": "qwen2_5_vl", "parameters": sum(p.numel() for p in model.parameters())}
-        (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        (staging / TINY_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         staging.chmod(0o755)
         if _same_build(out_dir, seed, width, layers, embed_std, heads, rope) and not overwrite:
             return out_dir  # another process finished the same build first

@@ -20,17 +20,15 @@ from typing import Any
 
 from plates.errors import Terminated, UserError
 from plates.io import check_output_dir, sha256_file, write_json
-from plates import grpo, resources, student, swift_cli
-from plates.contracts import (  # noqa: F401 - dataset_image_root: old home
-    DatasetLayout, dataset_grounding_env, dataset_image_root,
-)
+from plates import __version__, field_weights, grpo, resources, student, swift_cli
+from plates.contracts import DatasetLayout, dataset_grounding_env, dataset_image_root
+from plates.decoding import plugin_path
 from plates.outputs import input_path, output_dir
-from plates.swift_cli import parse_gpus  # noqa: F401 - its old home
+from plates.placeholder_loss import PLACEHOLDER_LOSS_ENV, placeholder_loss_mode
+from plates.swift_cli import parse_gpus
 from plates.launch import add_distributed_arguments, distributed_env
 from plates.train_scale import LARGE_DATASET, MODES, count_samples, scale_options
-from plates.runs import (  # noqa: F401 - also imported from here by older callers
-    LOG_NAME, MANIFEST_NAME, find_manifest, find_run_dir, last_checkpoint, loss_history,
-)
+from plates.runs import LOG_NAME, MANIFEST_NAME, find_run_dir, last_checkpoint, loss_history
 
 PRESET_SUFFIXES = (".yaml", ".yml")
 
@@ -151,9 +149,6 @@ def _add_field_weights(options: dict[str, Any], env: dict[str, str], environ: di
                        notes: list[str]) -> None:
     """``loss_scale: plates_fields`` (per-field loss weights, plates.field_weights): check the weights now, before
     minutes of loading, and add the plugin file that registers the strategy inside ms-swift."""
-    from plates import field_weights
-    from plates.decoding import plugin_path
-
     text = env.get(field_weights.FIELD_WEIGHTS_ENV, environ.get(field_weights.FIELD_WEIGHTS_ENV))
     if not field_weights.uses_field_weights(options.get("loss_scale")):
         if text is not None:
@@ -173,9 +168,6 @@ def _add_placeholder_loss(options: dict[str, Any], env: dict[str, str], environ:
                           notes: list[str]) -> None:
     """``PLATES_PLACEHOLDER_LOSS=closed_form`` (plates.placeholder_loss): check the value now and add the plugin
     file that installs the shortcut inside ms-swift."""
-    from plates.decoding import plugin_path
-    from plates.placeholder_loss import PLACEHOLDER_LOSS_ENV, placeholder_loss_mode
-
     if placeholder_loss_mode({**environ, **env}) == "off":
         return
     options["external_plugins"] = swift_cli.with_plugins(options.get("external_plugins"), str(plugin_path()))
@@ -317,8 +309,6 @@ def build_manifest(plan: TrainPlan, *, exit_code: int | None = None, run_dir: Pa
                    last_checkpoint: Path | None = None, started: float | None = None,
                    finished: float | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
     """What a run was: command, environment (secrets redacted), versions, data hashes, preset; JSON-ready."""
-    from plates import __version__
-
     def stamp(t: float | None) -> str | None:
         return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds") if t else None
 

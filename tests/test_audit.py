@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from plates.audit import audit, load_corrections
+from plates.audit import audit
 from plates.cli import main
+from plates.corrections import load_corrections
 from plates.errors import UserError
 from plates.io import read_jsonl
 from plates.labels import PLATE_GROUP, UNKNOWN, VEHICLE_GROUP, load_vocabularies
@@ -178,7 +179,7 @@ def test_audit_ranks_a_deliberately_wrong_label_first_on_real_predictions(tiny_m
     a wrong label on the field the model was surest of (record A) and on one it was least sure of (record B)."""
     from plates.labels import plates_of_answer
     from plates.synth import make_dump
-    from plates.parse import iter_files
+    from plates.dump import iter_files
 
     root = tmp_path / "dump"
     make_dump(root, 3, seed=4)

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from plates.build import (
-    CAPTION_QUESTIONS, DESCRIBE_QUESTIONS, BuildOptions, build_dataset, load_descriptions, split_by_vehicle,
-    stratum_of,
-)
+from plates.build import CAPTION_QUESTIONS, DESCRIBE_QUESTIONS, BuildOptions, build_dataset, load_descriptions
+from plates.split import split_by_vehicle, stratum_of
 from plates.student import EXTRACTION_PROMPT, IMAGE_TAG, REASON_PROMPT, cot_target, split_reasoning
 from plates.cli import main
 from plates.errors import UserError
@@ -291,7 +289,7 @@ def test_allow_flagged_ratios_and_val_all_tasks(dump, tmp_path):
 
 
 def test_plates_eval_reads_the_answer_after_the_reasoning(dump):
-    from plates.evaluate import parse_response
+    from plates.evaluation.extract import parse_response
 
     _, records, _ = dump
     for record in records[:10]:

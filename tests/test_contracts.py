@@ -58,6 +58,6 @@ def test_one_sha256_helper(tmp_path):
 
 
 def test_the_tiny_model_marker_is_named_once():
-    from plates import infer, tiny_model
+    from plates import contracts, swift_infer, tiny_model
 
-    assert infer.TINY_MARKER is tiny_model.MARKER
+    assert swift_infer.TINY_MARKER is tiny_model.TINY_MARKER is contracts.TINY_MARKER

@@ -201,7 +201,7 @@ def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
 def test_a_full_fine_tune_checkpoint_points_to_model(tmp_path):
     """The demo's stage 1 is a full fine-tune: `plates infer --adapters` on it says to pass it as --model."""
     from plates.errors import UserError
-    from plates.infer import checkpoint_dir
+    from plates.runs import checkpoint_dir
 
     run = tmp_path / "v0-20260101-000000"
     full = run / "checkpoint-12"

@@ -13,7 +13,7 @@ from pathlib import Path
 from plates.cli import main
 from plates.dump import file_kind, iter_files
 from plates.io import read_jsonl
-from plates.predict import collect_inputs
+from plates.image_inputs import collect_inputs
 
 
 def _folder_with_loops(folder: Path, images: int = 2) -> None:

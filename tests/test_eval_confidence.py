@@ -216,7 +216,7 @@ def test_target_accuracy_is_checked(tmp_path, capsys):
 
 
 def test_infer_logprobs_flag_reaches_swift(tiny_model_dir, tmp_path):
-    from plates.infer import build_infer_command
+    from plates.swift_infer import build_infer_command
 
     val = tmp_path / "val.jsonl"
     val.write_text(json.dumps({"messages": [{"role": "user", "content": "<image>?"}], "images": ["/x.jpg"]}) + "\n")

@@ -15,9 +15,9 @@ import pytest
 
 from plates.cli import main
 from plates.errors import UserError
-from plates.evaluate import evaluate_file
+from plates.evaluation.report import evaluate_file
 from plates.io import iter_jsonl, read_jsonl
-from plates.predict import collect_inputs
+from plates.image_inputs import collect_inputs
 
 V = {"车辆品牌": "奥迪", "车辆类型": "小轿车", "车辆颜色": "黑色", "车辆朝向": "背面"}
 P = {"车牌国家": "中国", "车牌省份": "黑龙江省", "车牌号码": "黑GCY987", "车牌颜色": "蓝色", "车牌层数": "单层车牌",

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from plates.cli import main
-from plates.evaluation import METRICS, Scorer, evaluate_file, load_report
+from plates.evaluation.metrics import METRICS
 from plates.evaluation.plate_metrics import plate_type
+from plates.evaluation.report import evaluate_file, load_report
+from plates.evaluation.scorer import Scorer
 from plates.evaluation.samples import read_samples
 from plates.evaluation.stats import bootstrap_intervals, paired_delta, sign_test
 

@@ -6,10 +6,15 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from jsonschema import Draft202012Validator
 
 from plates.cli import main
-from plates.evaluate import (
-    MISSING, Item, Scorer, Violation, align_plates, evaluate, evaluate_file, format_markdown, format_report,
-    parse_response, plate_similarity, write_plots,
-)
+from plates.evaluation.align import align_plates, plate_similarity
+from plates.evaluation.common import MISSING
+from plates.evaluation.extract import parse_response
+from plates.evaluation.items import Item
+from plates.evaluation.plots import write_plots
+from plates.evaluation.render import format_markdown, format_report
+from plates.evaluation.report import evaluate, evaluate_file
+from plates.evaluation.schema_check import Violation
+from plates.evaluation.scorer import Scorer
 from plates.labels import PLATE_FIELDS, UNKNOWN, load_plate_rules, load_vocabularies, plate_warnings
 from plates.schema import load_schema
 
@@ -485,7 +490,8 @@ def test_cached_inconsistency_verdicts_match_plate_warnings_on_every_plate():
     what plate_warnings says of each plate afresh."""
     import random
 
-    from plates.evaluation import INCONSISTENCY_CODES, Scorer
+    from plates.evaluation.common import INCONSISTENCY_CODES
+    from plates.evaluation.scorer import Scorer
 
     rng = random.Random(7)
     vocab = load_vocabularies()

@@ -132,7 +132,7 @@ def test_unanswerable_verify_images_are_refused_before_the_merge(tmp_path, capsy
     """A missing verification image used to be found after `swift export` had written the target, and the re-run
     was then refused because the target existed; now nothing runs and nothing is written."""
     from plates.synth import make_dump
-    from plates.parse import iter_files
+    from plates.dump import iter_files
 
     dump = tmp_path / "dump"
     make_dump(dump, 2, seed=1)

@@ -227,7 +227,8 @@ def test_grounding_train_and_infer_map_boxes_back_to_original_pixels(tmp_path, t
        (box_transform + record_decoding, with the real command line) and comes back in original pixels."""
     from plates.decoding import record_decoding
     from plates.inference import InferenceSettings
-    from plates.infer import box_transform, build_infer_command
+    from plates.infer import box_transform
+    from plates.swift_infer import build_infer_command
 
     records = _ccpd_records(tmp_path)
     data = tmp_path / "data"
@@ -303,7 +304,9 @@ def test_grounding_train_and_infer_map_boxes_back_to_original_pixels(tmp_path, t
 def test_predict_keeps_mapped_boxes_in_its_answer_lines(tmp_path):
     """predict's own results reader (Answers, what follows `swift infer`'s result file) with a mapper: the line's
     response and normalised answer hold the box in original pixels, the model's text stays in raw_response."""
-    from plates.predict import Answers, Candidate, PredictSummary, describe_answer
+    from plates.answer_lines import PredictSummary, describe_answer
+    from plates.engine_answers import Answers
+    from plates.image_inputs import Candidate
     from plates.journal import Journal
     from tqdm import tqdm
 

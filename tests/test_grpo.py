@@ -10,7 +10,7 @@ import pytest
 
 from plates.cli import main
 from plates.errors import UserError
-from plates.evaluation import JSON, UNPARSEABLE
+from plates.evaluation.extract import JSON, UNPARSEABLE
 from plates.grpo import REWARDS, checkpoint_model, grpo_row, plugin_path, reward_classes
 from plates.io import read_jsonl
 from plates.train import build_manifest, build_plan

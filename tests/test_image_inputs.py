@@ -83,15 +83,18 @@ def test_relative_home_and_awkward_paths_become_absolute(tmp_path, monkeypatch):
     assert len({c.key for c in candidates}) == len(names)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="Candidate.key encodes the path as strict UTF-8: a file name that is not UTF-8 is "
-                          "accepted as a candidate, then `plates predict` dies with UnicodeEncodeError")
-def test_every_candidate_has_a_key_even_for_names_that_are_not_utf8(tmp_path):
-    """Each file is either rejected or answered under a key; a name in GBK bytes must not crash predict."""
+def test_a_name_that_is_not_utf8_is_rejected_as_parse_rejects_it(tmp_path):
+    """A name in GBK bytes (Chinese Windows shares) cannot be written to a UTF-8 answer line: rejected with parse's
+    reason and code, the rejects line naming it with \\xNN escapes, so the rejects file can be written."""
+    from plates.io import write_jsonl
+
     _image(tmp_path / os.fsdecode("车牌.png".encode("gbk")))
+    _image(tmp_path / "ok.png")
     candidates, refused = collect_inputs([str(tmp_path)])
-    assert len(candidates) + len(refused) == 1
-    assert all(len(c.key) == 32 for c in candidates)
+    assert [os.path.basename(c.path) for c in candidates] == ["ok.png"]
+    (reject,) = refused
+    assert reject["code"] == "name_encoding" and "GB18030" in reject["reason"] and "\\x" in reject["image"]
+    write_jsonl(tmp_path / "rejects.jsonl", refused)
 
 
 def test_an_input_that_is_nothing_is_a_user_error(tmp_path):

@@ -12,7 +12,9 @@ from plates import swift_cli
 from plates.cli import main
 from plates.errors import UserError
 from plates.export import build_export_command
-from plates.infer import adapter_parts, build_infer_command, checkpoint_dir, run_infer
+from plates.infer import run_infer
+from plates.runs import checkpoint_dir
+from plates.swift_infer import adapter_parts, build_infer_command
 from helpers import argv_pairs
 
 LANGUAGE_KEY = "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight"

@@ -62,7 +62,7 @@ def test_recipe_add_an_inference_option():
 
 
 def test_infer_and_serve_take_the_object(tmp_path, tiny_model_dir):
-    from plates.infer import build_infer_command
+    from plates.swift_infer import build_infer_command
     from plates.serve import build_serve_command
 
     val = tmp_path / "val.jsonl"

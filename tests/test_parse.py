@@ -14,10 +14,9 @@ from hypothesis import strategies as st
 from plates import parse as parse_module
 from plates.cli import main
 from plates.labels import normalise, plate_checks, plate_key
-from plates.parse import (
-    ParsedName, Rejected, default_rejects_path, iter_files, name_format, parse_ccpd_filename, parse_filename,
-    parse_to_files, plate_number, read_image_info,
-)
+from plates.dump import Rejected, default_rejects_path, iter_files, read_image_info
+from plates.names import ParsedName, clear_caches, name_format, parse_ccpd_filename, parse_filename, plate_number
+from plates.parse import parse_to_files
 from plates.records import iter_records, resolve_image
 from plates.synth import dump_entries, random_labels, seed_filename
 
@@ -168,7 +167,7 @@ def test_fast_paths_agree_with_the_general_grammar():
     """The usual layout skips the marker regex and the NFKC pass; spelled unusually, names take the general path."""
     rng = random.Random(12)
     for index in range(300):
-        parse_module.clear_caches()
+        clear_caches()
         name = seed_filename(random_labels(rng, faults=0.3), [f"{index:08d}", "car1"])
         usual = parse_filename(name)
         assert parse_filename(name.replace("车辆属性:", "车辆属性 :")) == usual, name  # marker regex

@@ -11,7 +11,8 @@ import numpy as np
 
 from plates.cli import main
 from plates.names import parse_filename
-from plates.parse import WARNING_CODES, parse_to_files
+from plates.parse import parse_to_files
+from plates.records import WARNING_CODES
 from plates.records import iter_records, plate_boxes
 
 CCPD_SAMPLE = Path(__file__).resolve().parent / "data" / "ccpd_names_sample.txt"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from plates.cli import main
-from plates.infer import adapter_parts
+from plates.swift_infer import adapter_parts
 from plates.io import read_jsonl
 
 pytestmark = pytest.mark.slow

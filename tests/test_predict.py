@@ -19,7 +19,8 @@ import pytest
 from plates.cli import main
 from plates.errors import UserError
 from plates.io import read_jsonl
-from plates.predict import collect_inputs, describe_answer
+from plates.answer_lines import describe_answer
+from plates.image_inputs import collect_inputs
 from helpers import argv_pairs
 
 GOOD = json.dumps({"车辆属性": {"车辆品牌": "丰田", "车辆类型": "小轿车", "车辆颜色": "白色", "车辆朝向": "正面"},
@@ -29,7 +30,7 @@ GOOD = json.dumps({"车辆属性": {"车辆品牌": "丰田", "车辆类型": "�
 def _unlabelled(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
     """``n`` drawn vehicle JPEGs under plain names (no labels), one in a nested folder with spaces."""
     from plates.synth import make_dump
-    from plates.parse import iter_files
+    from plates.dump import iter_files
 
     dump = folder.parent / f".{folder.name}-src"
     make_dump(dump, n, seed=seed)
@@ -183,7 +184,8 @@ def _swift_rows(images: list[Path]) -> list[bytes]:
 def test_answers_are_filed_by_image_as_ms_swift_writes_them(tmp_path):
     """The results file is read while it grows: torn last lines wait, lines in any rank order are filed under
     their own image, each once; an answer for an image not asked stops the run and keeps what came before."""
-    from plates.predict import Answers, PredictSummary
+    from plates.answer_lines import PredictSummary
+    from plates.engine_answers import Answers
     from plates.journal import Journal
 
     images = _unlabelled(tmp_path / "in", 3)

@@ -17,7 +17,7 @@ from test_teach import FakeOpenAI, read_lines
 
 
 def drawn_images(folder: Path, n: int) -> list[str]:
-    from plates.parse import iter_files
+    from plates.dump import iter_files
     from plates.synth import make_dump
 
     make_dump(folder, n, seed=3)

@@ -67,9 +67,9 @@ def test_image_message_is_a_data_url(tmp_path):
 @pytest.mark.slow
 def test_serve_answers_an_openai_client_on_loopback(tiny_model_dir, tmp_path):
     import openai
-    from plates.predict import describe_answer
+    from plates.answer_lines import describe_answer
     from plates.synth import make_dump
-    from plates.parse import iter_files
+    from plates.dump import iter_files
 
     make_dump(tmp_path / "imgs", 1, seed=2)
     image = tmp_path / "imgs" / iter_files(tmp_path / "imgs")[0]

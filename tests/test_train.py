@@ -15,10 +15,9 @@ import pytest
 from plates import swift_cli
 from plates.cli import main
 from plates.errors import UserError
-from plates.train import (
-    available_presets, build_manifest, build_plan, distributed_env, find_manifest, last_checkpoint, load_preset,
-    presets_dir,
-)
+from plates.launch import distributed_env
+from plates.runs import find_manifest, last_checkpoint
+from plates.train import available_presets, build_manifest, build_plan, load_preset, presets_dir
 from helpers import argv_pairs
 
 # The seed's command (000, section 2), verbatim but for --dataset/--output_dir, which plates supplies.
