@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plates.labels import (
-    PLATE_GROUP, PLATE_NUMBER, UNKNOWN, VEHICLE_GROUP, fold, load_plate_rules, load_vocabularies, normalise,
-    plate_key,
+    PLATE_COLOUR, PLATE_GROUP, PLATE_LAYERS, PLATE_NUMBER, PLATE_PROVINCE, UNKNOWN, VEHICLE_BRAND, VEHICLE_COLOUR,
+    VEHICLE_GROUP, VEHICLE_TYPE, fold, load_plate_rules, load_vocabularies, normalise, plate_key,
 )
 
 OK = "ok"
@@ -133,11 +133,11 @@ def _colour_words(field_name: str, min_len: int = 1) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _colour_patterns() -> tuple[list[re.Pattern], list[re.Pattern]]:
-    body = _colour_words("车辆颜色")
-    plate = _colour_words("车牌颜色")
+    body = _colour_words(VEHICLE_COLOUR)
+    plate = _colour_words(PLATE_COLOUR)
     nouns = "|".join(_VEHICLE_NOUNS)
     vehicle = [
-        re.compile(rf"(?P<c>{_colour_words('车辆颜色', 2)}){_COLOUR_GAP}(?:{nouns})"),
+        re.compile(rf"(?P<c>{_colour_words(VEHICLE_COLOUR, 2)}){_COLOUR_GAP}(?:{nouns})"),
         re.compile(rf"车身(?:的)?(?:颜色)?(?:为|是|呈|呈现|呈现出|采用)(?:了)?(?P<c>{body})"),
     ]
     plate_patterns = [
@@ -217,9 +217,9 @@ def check(text: str | None, labels: dict[str, Any]) -> GateResult:
     reasons: list[str] = []
     _check_plates(form, plates, reasons)
 
-    brand = vehicle.get("车辆品牌", UNKNOWN)
+    brand = vehicle.get(VEHICLE_BRAND, UNKNOWN)
     brand_spans = []
-    for start, end, surface, value in _lexicon("车辆品牌").find(form):
+    for start, end, surface, value in _lexicon(VEHICLE_BRAND).find(form):
         if not _is_brand_mention(form, start, end, surface):
             continue
         brand_spans.append((start, end))
@@ -228,41 +228,41 @@ def check(text: str | None, labels: dict[str, Any]) -> GateResult:
             reasons.append(f"brand_mismatch: text says {surface}, labelled {brand}")
     rest = _mask(form, brand_spans)
 
-    vehicle_type = vehicle.get("车辆类型", UNKNOWN)
+    vehicle_type = vehicle.get(VEHICLE_TYPE, UNKNOWN)
     if vehicle_type != UNKNOWN:
-        for _, end, surface, value in _lexicon("车辆类型").find(rest):
+        for _, end, surface, value in _lexicon(VEHICLE_TYPE).find(rest):
             if rest.startswith(("车牌", "牌", "号牌", "专用"), end):  # '挂车车牌' names a plate usage, not the vehicle
                 continue
             if not _related(value, vehicle_type, RELATED_TYPES):
                 reasons.append(f"type_mismatch: text says {surface}, labelled {vehicle_type}")
 
-    provinces = {p.get("车牌省份", UNKNOWN) for p in plates} - {UNKNOWN}
+    provinces = {p.get(PLATE_PROVINCE, UNKNOWN) for p in plates} - {UNKNOWN}
     if provinces:
-        for _, _, surface, value in _lexicon("车牌省份").find(rest):
+        for _, _, surface, value in _lexicon(PLATE_PROVINCE).find(rest):
             if value not in provinces:
                 reasons.append(f"province_mismatch: text says {surface}, labelled {'/'.join(sorted(provinces))}")
 
     vehicle_patterns, plate_patterns = _colour_patterns()
-    colour = vehicle.get("车辆颜色", UNKNOWN)
+    colour = vehicle.get(VEHICLE_COLOUR, UNKNOWN)
     if colour != UNKNOWN:
         for pattern in vehicle_patterns:
             for match in pattern.finditer(rest):
-                said = normalise("车辆颜色", match.group("c")).value
+                said = normalise(VEHICLE_COLOUR, match.group("c")).value
                 if said != UNKNOWN and not _related(said, colour, RELATED_COLOURS):
                     reasons.append(f"colour_mismatch: text says {form[match.start():match.end()]}, labelled {colour}")
-    plate_colours = {p.get("车牌颜色", UNKNOWN) for p in plates} - {UNKNOWN}
+    plate_colours = {p.get(PLATE_COLOUR, UNKNOWN) for p in plates} - {UNKNOWN}
     if plate_colours:
         for pattern in plate_patterns:
             for match in pattern.finditer(rest):
-                said = normalise("车牌颜色", match.group("c")).value
+                said = normalise(PLATE_COLOUR, match.group("c")).value
                 if said != UNKNOWN and not any(_related(said, c, RELATED_PLATE_COLOURS) for c in plate_colours):
                     reasons.append(f"plate_colour_mismatch: text says {match.group(0)}, "
                                    f"labelled {'/'.join(sorted(plate_colours))}")
 
-    layers = {p.get("车牌层数", UNKNOWN) for p in plates} - {UNKNOWN}
+    layers = {p.get(PLATE_LAYERS, UNKNOWN) for p in plates} - {UNKNOWN}
     if layers:
         for match in re.finditer(rf"(单层|双层)(?:的)?(?:{_PLATE_NOUNS}|牌|设计)|{_PLATE_NOUNS}(?:的)?层数(?:为|是)(单层|双层)", rest):
-            said = normalise("车牌层数", match.group(1) or match.group(2)).value
+            said = normalise(PLATE_LAYERS, match.group(1) or match.group(2)).value
             if said not in layers:
                 reasons.append(f"layers_mismatch: text says {match.group(0)}, labelled {'/'.join(sorted(layers))}")
 

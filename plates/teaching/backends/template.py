@@ -10,8 +10,9 @@ from typing import Any
 
 from plates.chat_client import Completion
 from plates.labels import (
-    PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, SLUGS, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, abbreviation_for_province,
-    plate_key,
+    PLATE_COLOUR, PLATE_COUNTRY, PLATE_FIELDS, PLATE_GROUP, PLATE_LAYERS, PLATE_NUMBER, PLATE_PROVINCE, PLATE_USAGE,
+    SLUGS, UNKNOWN, VEHICLE_BRAND, VEHICLE_COLOUR, VEHICLE_FIELDS, VEHICLE_GROUP, VEHICLE_ORIENTATION, VEHICLE_TYPE,
+    abbreviation_for_province, plate_key,
 )
 from plates.teaching.backends import TeacherBackend
 from plates.teaching.gate import OK, check
@@ -107,7 +108,7 @@ class TemplateBackend(TeacherBackend):
         describe = request.inputs.get("describe", "").strip()
         vehicle = request.labels.get(VEHICLE_GROUP) or {}
         known = [plate_key(p.get(PLATE_NUMBER, UNKNOWN)) for p in request.labels.get(PLATE_GROUP) or []]
-        known += [vehicle.get(f, UNKNOWN) for f in ("车辆品牌", "车辆类型")]
+        known += [vehicle.get(f, UNKNOWN) for f in (VEHICLE_BRAND, VEHICLE_TYPE)]
         known = [k for k in known if k and k != UNKNOWN]
 
         def adds_detail(sentence: str) -> bool:
@@ -125,23 +126,23 @@ class TemplateBackend(TeacherBackend):
         vehicle = request.labels.get(VEHICLE_GROUP) or {}
         parts = []
         for plate in request.labels.get(PLATE_GROUP) or []:
-            number, province = plate.get(PLATE_NUMBER, UNKNOWN), plate.get("车牌省份", UNKNOWN)
+            number, province = plate.get(PLATE_NUMBER, UNKNOWN), plate.get(PLATE_PROVINCE, UNKNOWN)
             abbr = abbreviation_for_province(province) if province != UNKNOWN else None
-            origin = "".join(v for v in (plate.get("车牌国家", UNKNOWN), province) if v != UNKNOWN)
+            origin = "".join(v for v in (plate.get(PLATE_COUNTRY, UNKNOWN), province) if v != UNKNOWN)
             values = {"number": number, "abbr": abbr, "province": province, "origin": origin or "未知地区",
-                      "plate_colour": plate.get("车牌颜色", UNKNOWN), "layers": plate.get("车牌层数", UNKNOWN),
-                      "usage": plate.get("车牌用途", UNKNOWN)}
+                      "plate_colour": plate.get(PLATE_COLOUR, UNKNOWN), "layers": plate.get(PLATE_LAYERS, UNKNOWN),
+                      "usage": plate.get(PLATE_USAGE, UNKNOWN)}
             if number != UNKNOWN and abbr and number.startswith(abbr):
                 parts.append(render(rng.choice(pools["plate"]), values))
             elif number != UNKNOWN:
                 parts.append(render(rng.choice(pools["plate_foreign"]), values))
             if UNKNOWN not in (values["plate_colour"], values["layers"], values["usage"]):
                 parts.append(render(rng.choice(pools["look"]), values))
-        if vehicle.get("车辆品牌", UNKNOWN) != UNKNOWN:
+        if vehicle.get(VEHICLE_BRAND, UNKNOWN) != UNKNOWN:
             parts.append(render(rng.choice(pools["brand"]), vehicle_values))
-        if UNKNOWN not in (vehicle.get("车辆颜色", UNKNOWN), vehicle.get("车辆类型", UNKNOWN)):
+        if UNKNOWN not in (vehicle.get(VEHICLE_COLOUR, UNKNOWN), vehicle.get(VEHICLE_TYPE, UNKNOWN)):
             parts.append(render(rng.choice(pools["vehicle"]), vehicle_values))
-        side = rng.choice(pools["orientation"].get(vehicle.get("车辆朝向", UNKNOWN)) or [""])
+        side = rng.choice(pools["orientation"].get(vehicle.get(VEHICLE_ORIENTATION, UNKNOWN)) or [""])
         if side:
             parts.append(side)
         return ";".join(parts) + "。" if parts else "图中信息有限,依据标注作答。"
