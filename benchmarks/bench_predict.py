@@ -46,11 +46,13 @@ def time_swift_infer(images: list[str], model: str, workdir: Path, *, batch_size
     from plates.image_inputs import Candidate
     from plates.inference import InferenceSettings
     from plates.io import write_jsonl
+    from plates.student import StudentContract
     from plates.swift_infer import build_infer_command
 
     dataset, result = workdir / "dataset.jsonl", workdir / "results.jsonl"
     result.unlink(missing_ok=True)
-    write_jsonl(dataset, (sample(Candidate(path, "")) for path in images))
+    messages = StudentContract().messages()  # what predict asks a model plates did not train
+    write_jsonl(dataset, (sample(Candidate(path, ""), messages) for path in images))
     settings = InferenceSettings(model=model, batch_size=batch_size, max_new_tokens=max_new_tokens,
                                  max_pixels=max_pixels)
     argv, env = build_infer_command(settings, dataset=str(dataset), result_path=result)
