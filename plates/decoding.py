@@ -46,6 +46,9 @@ from typing import Any, Iterable
 
 from plates.errors import UserError
 from plates.student import REASON_PROMPT
+from plates.grounding import BBOX_TAG
+from plates.io import atomic_write, dump_json_line, iter_jsonl
+from plates.schema import load_schema, schema_path as default_path
 
 MODES = ("schema", "free")
 DEFAULT_MODE = "schema"
@@ -65,8 +68,6 @@ def plugin_path() -> Path:
 
 def resolve_schema_path(schema_path: str | os.PathLike | None = None) -> Path:
     """The schema file to constrain to: ``schema_path``, else the committed ``eval/answer.schema.json``."""
-    from plates.schema import load_schema, schema_path as default_path
-
     path = Path(schema_path).expanduser().resolve() if schema_path else default_path()
     if not path.is_file():
         raise UserError(f"{path}: no such answer schema (run `plates schema`, or pass the schema file)")
@@ -132,8 +133,6 @@ def decoding_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _schema_text(path: str | os.PathLike) -> str:
-    from plates.schema import load_schema
-
     return json.dumps(decoding_schema(load_schema(path)), ensure_ascii=False, sort_keys=False)
 
 
@@ -334,8 +333,6 @@ def record_decoding(source: str | os.PathLike, target: str | os.PathLike, decodi
     ``plates eval`` can report how the answers were decoded; returns the line count. A line that is not a JSON
     object is copied unchanged (``plates eval`` reports it). ``transform(row, index)`` (e.g. plate boxes back to
     original pixels, :mod:`plates.grounding`) returns each object line's new form first."""
-    from plates.io import atomic_write, dump_json_line
-
     count = 0
     with open(source, encoding="utf-8") as handle, atomic_write(target) as out:
         for line in handle:
@@ -370,8 +367,6 @@ def is_extraction_sample(sample: Any) -> bool:
         return False
     last = messages[-1]
     if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
-        from plates.grounding import BBOX_TAG
-
         try:  # a grounding target holds ms-swift's <bbox> tags where its boxes go
             return isinstance(json.loads(last["content"].replace(BBOX_TAG, "[0, 0, 0, 0]")), dict)
         except json.JSONDecodeError:
@@ -381,8 +376,6 @@ def is_extraction_sample(sample: Any) -> bool:
 
 def check_dataset(path: str | os.PathLike) -> None:
     """Refuse ``--decoding schema`` for a dataset holding samples that are not JSON extraction samples."""
-    from plates.io import iter_jsonl
-
     total = other = 0
     for _, sample in iter_jsonl(path, []):
         total += 1

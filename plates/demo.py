@@ -22,9 +22,17 @@ import time
 from pathlib import Path
 
 from plates.errors import UserError
-from plates.labels import PLATE_BOX, PLATE_COLOUR, VEHICLE_COLOUR, VEHICLE_ORIENTATION
+from plates.labels import (
+    PLATE_BOX, PLATE_COLOUR, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_COLOUR, VEHICLE_FIELDS, VEHICLE_GROUP, VEHICLE_ORIENTATION,
+)
 from plates.outputs import output_dir
 from plates.runs import find_run_dir, last_checkpoint
+from plates.cli import main as plates_main
+from plates.evaluation.common import BOX_FIELD
+from plates.evaluation.samples import read_samples
+from plates.grounding import BBOX_TAG, fill_bbox_tags, is_box
+from plates.io import iter_jsonl, write_jsonl
+from plates.synth import make_dump
 
 DEFAULT_WORKDIR = "plates-demo"
 RUN_PLACEHOLDER = "RUN"  # the LoRA + ViT run folder, known only once stage 2 has trained
@@ -71,8 +79,6 @@ def _stage(title: str, argv: list[str], log: Path | None = None, verbose: bool =
     """Run one plates subcommand in-process. With ``log``, a stage in LOGGED_STAGES writes its output there
     (the terminal gets one line), so the demo's whole terminal output fits on a few screens."""
     import contextlib
-
-    from plates.cli import main as plates_main
 
     if verbose and argv[0] in ("train", "infer"):
         argv = [*argv, "-v"]
@@ -164,8 +170,6 @@ DEMO_MARKER = ".plates-demo"  # marks a workdir the demo made: only there may it
 
 def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: float | None = None,
              stage2_epochs: float | None = None, verbose: bool = False, grounding: bool = False) -> Path:
-    from plates.synth import make_dump
-
     _check_requirements()
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"--workdir {workdir} is a file; give a folder (it is created if missing)")
@@ -222,8 +226,6 @@ def add_drawn_boxes(records: Path, boxes: Path) -> int:
     ``boxes_file``, joined by the image path relative to the dump): seed-grammar names carry no box and parse
     must not guess one. Rewrites ``records`` (the demo's own parse output) atomically; returns how many records
     got boxes. A record without a drawn box (none there should be) is a user-visible error, not silently boxless."""
-    from plates.io import iter_jsonl, write_jsonl
-
     drawn = {os.path.normpath(row["image"]): row["plate_geometry"] for _, row in iter_jsonl(boxes, [])}
     rows = [row for _, row in iter_jsonl(records, [])]
     missing = [row["image"] for row in rows if os.path.normpath(row["image"]) not in drawn]
@@ -241,8 +243,6 @@ def add_drawn_boxes(records: Path, boxes: Path) -> int:
 def reference_text(row: dict) -> str:
     """A dataset row's reference answer as `plates eval` reads it: a grounding target's ``<bbox>`` tags filled,
     in order, with the sample's ``objects`` boxes (original pixels), as `plates infer` writes its labels."""
-    from plates.grounding import BBOX_TAG, fill_bbox_tags
-
     text = row["messages"][-1]["content"]
     if BBOX_TAG in text:
         text = fill_bbox_tags(text, (row.get("objects") or {}).get("bbox") or [])
@@ -261,11 +261,6 @@ def majority_answer(train_file: Path) -> dict:
     plate number made of the commonest character at each position of the commonest length, and (when the
     training answers give plate boxes) the training set's mean box as every plate's ``车牌位置``."""
     from collections import Counter
-
-    from plates.evaluation.common import BOX_FIELD
-    from plates.grounding import is_box
-    from plates.io import iter_jsonl
-    from plates.labels import PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_FIELDS, VEHICLE_GROUP
 
     vehicle = {f: Counter() for f in VEHICLE_FIELDS}
     plate = {f: Counter() for f in PLATE_FIELDS}
@@ -308,8 +303,6 @@ def majority_answer(train_file: Path) -> dict:
 def write_majority_results(dataset: Path, output: Path) -> Path:
     """A results file in `swift infer`'s shape that answers every validation sample with :func:`majority_answer`,
     so `plates eval` scores the baseline exactly as it scores the models."""
-    from plates.io import iter_jsonl, write_jsonl
-
     answer = json.dumps(majority_answer(dataset / "train.jsonl"), ensure_ascii=False)
     rows = [{"response": answer, "labels": reference_text(row), "images": row.get("images", []),
              "decoding": "majority"} for _, row in iter_jsonl(dataset / "val.jsonl", [])]
@@ -337,8 +330,6 @@ def sign_test_greater(tuned: list[float], baseline: list[float]) -> tuple[int, i
 def vehicle_ious(report: dict | None) -> dict[str, float]:
     """Each held-out vehicle's mean plate IoU in a report (from its per-answer ``samples``; vehicles whose
     answers have no reference box are left out)."""
-    from plates.evaluation.samples import read_samples
-
     read = read_samples(report) if report else None
     if read is None or "mean_iou" not in read[2]:
         return {}
@@ -408,8 +399,6 @@ def read_drawings(reports: Path, alpha: float = 1e-3) -> tuple[list[str], list[s
 def scoreboard(reports: Path) -> str:
     """Every report side by side with the majority baseline, and for each visual field the chance that a
     majority guesser scores the tuned model's result (one-sided binomial test)."""
-    from plates.labels import PLATE_FIELDS, PLATE_NUMBER, VEHICLE_FIELDS
-
     loaded = _load_reports(reports)
     rows = [("strict JSON", lambda r: r and r.get("json_valid_rate")),
             ("schema-valid", lambda r: r and r.get("schema_valid_rate"))]
@@ -448,8 +437,6 @@ def _pad(text: str, width: int) -> str:
 
 def _show_rejects(path: Path) -> None:
     """The files parse could not use, and why: in a real dump these are what to fix or drop on purpose."""
-    from plates.io import iter_jsonl
-
     rows = [row for _, row in iter_jsonl(path, [])]
     print(f"    {len(rows)} files rejected ({path.name}; label counts per field in demo.log):")
     for row in rows:
@@ -458,8 +445,6 @@ def _show_rejects(path: Path) -> None:
 
 def _loss_summary(run: Path | None, stage: str = "") -> str:
     """First and last training loss of the run: the visible sign that training moved the model."""
-    from plates.io import iter_jsonl
-
     log = run / "logging.jsonl" if run else None
     prefix = f"{stage} " if stage else ""
     if log is None or not log.is_file():

@@ -30,6 +30,7 @@ import re
 from typing import Mapping
 
 from plates.errors import UserError
+from plates.labels import FIELD_TABLE, PLATE_COLOUR, VEHICLE_COLOUR
 
 FIELD_WEIGHTS_ENV = "PLATES_FIELD_LOSS_WEIGHTS"
 LOSS_SCALE_NAME = "plates_fields"
@@ -38,8 +39,6 @@ MAX_WEIGHT = 100.0
 
 def _field_names() -> dict[str, str]:
     """Every accepted spelling (answer key or slug) -> the answer key."""
-    from plates.labels import FIELD_TABLE
-
     names = {f.name: f.name for f in FIELD_TABLE}
     names.update({f.slug: f.name for f in FIELD_TABLE})
     return names
@@ -47,8 +46,6 @@ def _field_names() -> dict[str, str]:
 
 def example_weights() -> str:
     """An example value of :data:`FIELD_WEIGHTS_ENV` for messages: body and plate colour 5x."""
-    from plates.labels import PLATE_COLOUR, VEHICLE_COLOUR
-
     return f"{VEHICLE_COLOUR}=5,{PLATE_COLOUR}=5"
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from plates.errors import UserError
+from plates import swift_cli
+from plates.evaluation.rewards import AnswerScorer
 
 SOLUTION = "solution"
 # reward function name (what --reward_funcs takes and ms-swift logs as rewards/NAME/mean) -> score key
@@ -53,8 +55,6 @@ class _Batch:
 
     def scores_of(self, completions: list[Any], solutions: list[Any]) -> list[dict[str, float]]:
         if self._scorer is None:
-            from plates.evaluation.rewards import AnswerScorer
-
             self._scorer = AnswerScorer()
         key = (tuple(map(_text, completions)), tuple(map(_text, solutions)))
         if key != self.key:
@@ -147,8 +147,6 @@ def reward_weights(options: Mapping[str, Any]) -> dict[str, float]:
 def prepare_plan(options: dict[str, Any], dataset_files: Iterable[Path], notes: list[str]) -> None:
     """Check and complete an rlhf plan in place: GRPO needs reward functions with one weight each (plates' need
     the plugin file and a ``solution`` column); LoRA on an SFT checkpoint takes it as the reference too."""
-    from plates import swift_cli
-
     if options.get("adapters") and options.get("tuner_type", "lora") == "lora" and not options.get("ref_adapters"):
         options["ref_adapters"] = list(options["adapters"])
         notes.append("the SFT adapters are also the reference model's (ref_adapters), so the KL term keeps the "
@@ -180,8 +178,6 @@ def prepare_plan(options: dict[str, Any], dataset_files: Iterable[Path], notes: 
 def _check_reward_names(funcs: list[str], own_plugins: bool) -> None:
     """Every reward name must be a plates reward or one ms-swift ships (a user's own plugin file may register
     others, so names outside both pass when one is given)."""
-    from plates import swift_cli
-
     known = dict(REWARDS)
     if not own_plugins:
         known.update(dict.fromkeys(swift_cli.quiet_import("swift.rewards").orms))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+from plates.resources import labels_dir as shipped
 
 VEHICLE_GROUP = "车辆属性"
 PLATE_GROUP = "车牌属性"
@@ -55,8 +56,6 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 def labels_dir() -> Path:
     """Where the vocabularies live: ``$PLATES_LABELS_DIR`` or the shipped ``labels/`` (see plates.resources)."""
-    from plates.resources import labels_dir as shipped
-
     return shipped()
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from plates.errors import UserError
 from plates.swift_cli import parse_gpus
+from plates.signals import terminate_like_interrupt
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,6 @@ def stop_on_signals() -> contextlib.AbstractContextManager:
     run is in flight, as Ctrl-C does, so a child ms-swift is stopped and temporary files are removed by the
     ``finally`` blocks. For callers of the Python API: under the CLI, whose handler
     (:func:`plates.signals.terminate_like_interrupt`) is already installed, it does nothing."""
-    from plates.signals import terminate_like_interrupt
-
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         return terminate_like_interrupt()
     return contextlib.nullcontext()

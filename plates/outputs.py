@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from plates.errors import UserError
+from plates.io import check_output_dir, guard_outputs
 
 _HEAD = 1 << 16
 _TOP_KEY = re.compile(r'^  "((?:[^"\\]|\\.)*)":', re.MULTILINE)
@@ -188,8 +189,6 @@ def guard_command(args: argparse.Namespace, options: list[tuple[str, str, PathOp
     output is checked with :func:`plates.io.guard_outputs` against every declared input - files, files inside
     input folders, images a JSONL input names - against the other outputs, and for its kind. Raises UserError
     (one line) and writes nothing."""
-    from plates.io import check_output_dir, guard_outputs
-
     options = getattr(args, "_path_options", None) if options is None else options
     inputs: list[tuple[str, Any]] = []
     outputs: dict[str, tuple[Any, str]] = {}

@@ -25,6 +25,7 @@ from plates.labels import (
     PLATE_BOX, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels,
 )
 from plates.runs import read_manifest
+from plates.errors import UserError
 
 IMAGE_TAG = "<image>"
 
@@ -79,8 +80,6 @@ def make_sample(prompt: str, response: str, image: str, system: str | None = Non
 
 def check_text(text: str, flag: str) -> str:
     """A user's prompt or system text: stripped, not empty, without the image tag (plates places the image)."""
-    from plates.errors import UserError
-
     stripped = text.strip()
     if not stripped:
         raise UserError(f"{flag}: empty text")

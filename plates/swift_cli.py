@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Mapping, Sequence
 
 from plates.errors import UserError
+from plates.io import progress
+from plates.signals import deferred
 
 # ms-swift 3.x names -> 4.x names. Applied only when the old name is not a field of the installed version and the
 # new one is, so the table never overrides what the installed ms-swift really accepts.
@@ -385,7 +387,6 @@ def run_streaming(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
     full_env = dict(os.environ)
     full_env.update({k: str(v) for k, v in (env or {}).items()})
     full_env.setdefault("PYTHONUNBUFFERED", "1")
-    from plates.signals import deferred
 
     proc = None
     try:
@@ -486,8 +487,6 @@ class SwiftProgress:
                 self._shown.set_postfix_str(f"loss {loss:.4g}", refresh=False)
 
     def _move(self, step: int, total: int) -> None:
-        from plates.io import progress
-
         if total != self.total:
             self.close()
         self.step, self.total = step, total

@@ -19,6 +19,7 @@ from plates.labels import (
     UNKNOWN, VEHICLE_BRAND, VEHICLE_COLOUR, VEHICLE_FIELDS, VEHICLE_GROUP, VEHICLE_ORIENTATION, VEHICLE_TYPE,
     abbreviation_for_province, canonical_values, load_plate_rules, slot_fields,
 )
+from plates.io import write_jsonl
 
 DIGITS = "0123456789"
 
@@ -437,8 +438,6 @@ def make_dump(root: str | Path, n: int, *, seed: int = 0, broken: int = 0, corru
         for future in pending:
             future.result()
     if boxes_file is not None:
-        from plates.io import write_jsonl
-
         write_jsonl(boxes_file, boxes)
     folders = [root / f for f in _FOLDERS]
     for index in range(broken):

@@ -15,7 +15,7 @@ from plates.evaluation.plots import write_plots
 from plates.evaluation.render import format_markdown, format_report
 from plates.evaluation.report import evaluate_file, load_report, write_report
 from plates.evaluation.stats import DEFAULT_REPLICATES, DEFAULT_SEED, MAX_REPLICATES, MIN_REPLICATES
-from plates.io import atomic_write, check_input_file, check_output_dir, guard_outputs, same_file
+from plates.io import atomic_write, check_input_file, check_output_dir, guard_outputs, same_file, write_jsonl
 from plates.labels import FIELDS, PLATE_NUMBER
 from plates.outputs import input_path, output_dir, output_file
 
@@ -140,8 +140,6 @@ def _run_eval(args: argparse.Namespace) -> int:
         with atomic_write(args.markdown) as handle:
             handle.write(format_markdown(report) + extras.markdown(report))
     if args.details:
-        from plates.io import write_jsonl
-
         write_jsonl(args.details, (strict_json(row) for row in details))
     if args.plots:
         paths = write_plots(report, args.plots) + extras.plots(report, args.plots)

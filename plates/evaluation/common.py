@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from plates.labels import PLATE_BOX, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, SLUGS, VEHICLE_GROUP
+from plates.io import atomic_write
 
 MISSING = "(missing)"
 NO_PLATE = "无车牌"
@@ -48,8 +49,6 @@ def strict_json(value):
 def write_report_json(path, report) -> None:
     """Write a report atomically as strict JSON: undefined figures are null, never NaN."""
     import json
-
-    from plates.io import atomic_write
 
     with atomic_write(path) as handle:
         json.dump(strict_json(report), handle, ensure_ascii=False, indent=2, allow_nan=False)

@@ -21,12 +21,11 @@ from plates.evaluation.samples import read_samples
 from plates.evaluation.stats import (
     DEFAULT_REPLICATES, DEFAULT_SEED, paired_delta, sign_test, significant, unpaired_delta,
 )
+from plates.evaluation.grounding import grounding_metrics
 
 
 def all_metrics() -> dict[str, Metric]:
     """The registered metrics, then the plate-location ones (:func:`plates.evaluation.grounding.grounding_metrics`)."""
-    from plates.evaluation.grounding import grounding_metrics
-
     return {**METRICS, **{name: m for name, m in grounding_metrics().items() if name not in METRICS}}
 
 

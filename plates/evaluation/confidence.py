@@ -33,6 +33,9 @@ from typing import Any, Iterable, Sequence
 
 from plates.labels import FIELDS, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_GROUP
 from plates.evaluation.extract import object_bounds
+from plates.evaluation.common import FIELD_SLUGS
+from plates.evaluation.render import md_table, table
+from plates.io import atomic_write
 
 COVERAGES = (1.0, 0.95, 0.9, 0.8)
 DEFAULT_TARGET = 0.99
@@ -353,7 +356,6 @@ def format_confidence(report: dict[str, Any], markdown: bool = False) -> str:
     block = report.get("confidence")
     if not block:
         return ""
-    from plates.evaluation.render import md_table, table
 
     rows = confidence_rows(report)
     head = (f"risk–coverage: accuracy when answering only the most confident share ({block['measure']}; "
@@ -375,8 +377,6 @@ def plot_risk_coverage(report: dict[str, Any], path: Any) -> Any:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from plates.evaluation.common import FIELD_SLUGS
-
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for field, stats in block["fields"].items():
         points = stats["curve"]
@@ -396,8 +396,6 @@ def plot_risk_coverage(report: dict[str, Any], path: Any) -> Any:
     if hasattr(path, "write"):
         fig.savefig(path, format="png", dpi=100)
     else:
-        from plates.io import atomic_write
-
         with atomic_write(path, "wb") as handle:
             fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)

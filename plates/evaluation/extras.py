@@ -16,6 +16,7 @@ from plates.evaluation.grounding import GroundingObserver, format_grounding
 from plates.evaluation.html import DEFAULT_GALLERY, Gallery, write_html
 from plates.evaluation.slices import CcpdBins, CcpdSlices, PathSlices, ccpd_by, format_ccpd, parse_by
 from plates.outputs import output_file
+from plates.io import iter_jsonl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,8 +84,6 @@ class EvalExtras:
         if os.environ.get("ROOT_IMAGE_DIR"):
             folders.append(os.environ["ROOT_IMAGE_DIR"])
         if self.args.records:
-            from plates.io import iter_jsonl
-
             roots = {row.get("root") for _, row in iter_jsonl(self.args.records, []) if isinstance(row, dict)}
             folders += sorted(r for r in roots if isinstance(r, str) and r)
         return folders

@@ -31,6 +31,11 @@ from plates.evaluation.common import BOX_FIELD, FIELD_SLUGS, MISSING, clip_value
 from plates.evaluation.overlay import CSS as OVERLAY_CSS
 from plates.evaluation.overlay import LEGEND, box_rows, gallery_boxes, misplaced, overlay
 from plates.labels import FIELDS, PLATE_NUMBER
+from plates.evaluation.confidence import confidence_rows, field_confidences, plot_risk_coverage
+from plates.evaluation.grounding import grounding_rows, slice_rows
+from plates.evaluation.metrics import METRICS
+from plates.evaluation.slices import ccpd_rows
+from plates.io import atomic_write
 
 DEFAULT_GALLERY = 24
 THUMBNAIL = 320
@@ -153,8 +158,6 @@ class Gallery:
                  + missed)
         confidences = None
         if getattr(item, "logprobs", None):
-            from plates.evaluation.confidence import field_confidences
-
             confidences = field_confidences(item.response, item.logprobs)
         sure = min(confidences.values()) if confidences else 0.0
         key = (wrong, sure, -item.line)
@@ -233,8 +236,6 @@ def _gallery_html(entries: list[dict[str, Any]], search: list[str], wrong_answer
 def _metrics_html(report: dict[str, Any]) -> str:
     """Every non-field metric of the registry with its interval; the plain summary keys if there is none."""
     try:
-        from plates.evaluation.metrics import METRICS
-
         metrics = [m for m in METRICS.values() if m.field is None]
     except ImportError:  # pragma: no cover - older layout
         metrics = []
@@ -291,8 +292,6 @@ def _plate_html(report: dict[str, Any]) -> str:
 
 def _grounding_html(report: dict[str, Any]) -> str:
     """The plate-location figures with their intervals, and per slice of each ``--by`` that has them."""
-    from plates.evaluation.grounding import grounding_rows, slice_rows
-
     rows = grounding_rows(report)
     if not rows:
         return ""
@@ -330,7 +329,6 @@ def _slices_html(report: dict[str, Any]) -> str:
                          *(_pct(((s.get("fields") or {}).get(f) or {}).get("accuracy")) for f in FIELDS)])
         out.append(f"<h3>by {_e(name)}</h3>" + _table(["slice", "n", "exact", *FIELDS], rows, raw=True,
                                                       numeric=range(1, 3 + len(FIELDS))))
-    from plates.evaluation.slices import ccpd_rows
 
     ccpd = ccpd_rows(report)
     if ccpd:
@@ -345,7 +343,6 @@ def _confidence_html(report: dict[str, Any]) -> str:
     block = report.get("confidence")
     if not block:
         return ""
-    from plates.evaluation.confidence import confidence_rows, plot_risk_coverage
 
     rows = confidence_rows(report)
     buffer = io.BytesIO()
@@ -450,8 +447,6 @@ def render_html(report: dict[str, Any], gallery: Gallery | None = None, search: 
 def write_html(path: str | os.PathLike, report: dict[str, Any], gallery: Gallery | None = None,
                search: Iterable[str] = ()) -> Path:
     """Write :func:`render_html` atomically."""
-    from plates.io import atomic_write
-
     with atomic_write(path) as handle:
         handle.write(render_html(report, gallery, search))
     return Path(path)

@@ -14,6 +14,7 @@ from plates.evaluation.compact import IntMap
 from plates.evaluation.extract import json_loads, parse_response
 from plates.evaluation.scorer import Reference, Scorer
 from plates.io import check_input_file, progress
+from plates.records import iter_records, plate_boxes, resolve_image, vehicle_id
 
 
 @dataclass(slots=True)
@@ -218,8 +219,6 @@ def _iter_rows(path: str | Path, skipped: list[str]) -> Iterator[tuple[int, Any]
 
 def _records_index(path: str | Path, scorer: Scorer) -> dict[str, tuple[str, Reference, str]]:
     """image path (as in the record, and absolute) -> (record image, reference, vehicle id)."""
-    from plates.records import iter_records, plate_boxes, resolve_image, vehicle_id
-
     index: dict[str, tuple[str, Reference, str]] = {}
     for record in iter_records(path):
         try:

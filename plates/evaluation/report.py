@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from plates.errors import UserError
-from plates.evaluation.common import NO_PLATE
+from plates.evaluation.common import NO_PLATE, strict_json, write_report_json
 from plates.evaluation.items import Item, Source, iter_items
 from plates.evaluation.metrics import summary_metrics
 from plates.evaluation.rewards import answer_scores
-from plates.evaluation.samples import SampleLog
+from plates.evaluation.samples import SampleColumns, SampleLog
 from plates.evaluation.scorer import Reference, Scorer
 from plates.evaluation.stats import DEFAULT_SEED, LEVEL, cluster_intervals
 from plates.evaluation.tally import Tally
-from plates.labels import VEHICLE_FIELDS
+from plates.labels import labels_dir, VEHICLE_FIELDS
+from plates.io import atomic_write
 
 
 def slice_value(reference: Reference, field: str) -> str:
@@ -122,8 +123,6 @@ def evaluate_file(results: str | Path, records: str | Path | None = None, by: It
 def _labels_version() -> Any:
     import yaml
 
-    from plates.labels import labels_dir
-
     try:
         return yaml.safe_load((labels_dir() / "fields.yaml").read_text(encoding="utf-8")).get("version")
     except OSError:
@@ -133,10 +132,6 @@ def _labels_version() -> Any:
 def write_report(path: str | Path, report: dict[str, Any]) -> None:
     """``plates.io.write_json`` for a report whose ``samples`` stream from their temporary files: the same
     JSON text, without building a million-answer list of ids and numbers in memory."""
-    from plates.evaluation.common import strict_json, write_report_json
-    from plates.evaluation.samples import SampleColumns
-    from plates.io import atomic_write
-
     samples = report.get("samples")
     if not isinstance(samples, SampleColumns):
         write_report_json(path, report)

@@ -27,6 +27,7 @@ from plates.labels import (
     FIELDS, PLATE_COLOUR, PLATE_COUNTRY, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, PLATE_PROVINCE, PLATE_USAGE, UNKNOWN,
     VEHICLE_FIELDS, VEHICLE_GROUP, load_vocabularies, normalise, plate_key, plate_warnings,
 )
+from plates.schema import answer_validator, load_schema
 
 _ABSENT = object()
 _ONE_PAIR = ((0, 0),)
@@ -92,8 +93,6 @@ class Scorer:
     that the fast structural check agrees with jsonschema)."""
 
     def __init__(self, schema: dict[str, Any] | None = None, fast_check: bool = True):
-        from plates.schema import answer_validator, load_schema
-
         self.schema = schema if schema is not None else load_schema()
         self.validator = answer_validator(self.schema)
         self._checks = structural_checks(self.schema) if fast_check else None

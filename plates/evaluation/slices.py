@@ -13,6 +13,11 @@ from typing import Any
 
 from plates.errors import UserError
 from plates.labels import PLATE_NUMBER
+from plates.evaluation import report as report_module
+from plates.evaluation.grounding import GroundingObserver
+from plates.evaluation.render import md_table, table
+from plates.evaluation.tally import Tally
+from plates.names import CCPD_KEY, parse_ccpd_filename
 
 NO_FOLDER = "(none)"
 PATH_PREFIX = "path:"
@@ -67,7 +72,6 @@ def ccpd_bin(image: str, name: str) -> tuple[int, str]:
     if name == "subset":
         subset = ccpd_subset(image)
         return (CCPD_SUBSETS.index(subset), subset) if subset else (len(CCPD_SUBSETS), NOT_CCPD)
-    from plates.names import CCPD_KEY, parse_ccpd_filename
 
     parsed = parse_ccpd_filename(image.replace("\\", "/").rpartition("/")[2])
     edges = CCPD_BINS[name][1]
@@ -108,8 +112,6 @@ def _directory(image: str) -> str:
 
 
 def _slice_summary(tally: Any) -> dict[str, Any]:
-    from plates.evaluation import report as report_module
-
     return report_module._slice_summary(tally)
 
 
@@ -124,8 +126,6 @@ class PathSlices:
         self._cache: dict[str, str] = {}
 
     def add(self, item: Any, outcome: Any) -> None:
-        from plates.evaluation.tally import Tally
-
         image = item.image or ""
         directory = _directory(image)
         key = self._cache.get(directory)
@@ -153,9 +153,6 @@ class CcpdBins:
         self.grounding: dict[tuple[int, str], Any] = {}
 
     def add(self, item: Any, outcome: Any) -> None:
-        from plates.evaluation.grounding import GroundingObserver
-        from plates.evaluation.tally import Tally
-
         key = ccpd_bin(item.image or "", self.figure)
         tally = self.tallies.get(key)
         if tally is None:
@@ -180,15 +177,11 @@ class CcpdSlices:
     count accuracy (the only figure for ``ccpd_np``, whose images have no plate), with the published figures."""
 
     def __init__(self) -> None:
-        from plates.evaluation.tally import Tally
-
         self.tallies: dict[str, Any] = {}
         self.overall = Tally()
         self._cache: dict[str, str | None] = {}
 
     def add(self, item: Any, outcome: Any) -> None:
-        from plates.evaluation.tally import Tally
-
         image = item.image
         if not image or "ccpd_" not in image.lower():
             return
@@ -251,7 +244,6 @@ def format_ccpd(report: dict[str, Any], markdown: bool = False) -> str:
     rows = ccpd_rows(report)
     if not rows:
         return ""
-    from plates.evaluation.render import md_table, table
 
     note = ("published figures are detection + recognition on the CCPD test split; ours read the plate from the "
             "whole image (where answers give a box, plate location is scored apart, by IoU), so compare on the same "
