@@ -45,10 +45,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from plates.errors import UserError
-from plates.student import REASON_PROMPT
 from plates.grounding import BBOX_TAG
 from plates.io import atomic_write, dump_json_line, iter_jsonl
 from plates.schema import load_schema, schema_path as default_path
+from plates.student import REASON_PROMPT
 
 MODES = ("schema", "free")
 DEFAULT_MODE = "schema"

@@ -21,17 +21,18 @@ import sys
 import time
 from pathlib import Path
 
-from plates.errors import UserError
-from plates.labels import (
-    PLATE_BOX, PLATE_COLOUR, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_COLOUR, VEHICLE_FIELDS, VEHICLE_GROUP, VEHICLE_ORIENTATION,
-)
-from plates.outputs import output_dir
-from plates.runs import find_run_dir, last_checkpoint
 from plates.cli import main as plates_main
+from plates.errors import UserError
 from plates.evaluation.common import BOX_FIELD
 from plates.evaluation.samples import read_samples
 from plates.grounding import BBOX_TAG, fill_bbox_tags, is_box
 from plates.io import iter_jsonl, write_jsonl
+from plates.labels import (
+    PLATE_BOX, PLATE_COLOUR, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_COLOUR, VEHICLE_FIELDS, VEHICLE_GROUP,
+    VEHICLE_ORIENTATION,
+)
+from plates.outputs import output_dir
+from plates.runs import find_run_dir, last_checkpoint
 from plates.synth import make_dump
 
 DEFAULT_WORKDIR = "plates-demo"

@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from plates.errors import UserError
 from plates import swift_cli
+from plates.errors import UserError
 from plates.evaluation.rewards import AnswerScorer
 
 SOLUTION = "solution"

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+
 from plates.resources import labels_dir as shipped
 
 VEHICLE_GROUP = "车辆属性"
 PLATE_GROUP = "车牌属性"
 GROUPS = (VEHICLE_GROUP, PLATE_GROUP)
 UNKNOWN = "未知"
+NO_PLATE = "无车牌"  # a vehicle with no plate, where a plate value is shown (split strata, report slices)
 KINDS = ("closed", "open", "free_text", "box")
 # What code finds a field by (``role:`` in fields.yaml), with the group and kinds each role allows. Every role but
 # the optional plate box is required: plate checks, the file-name grammars, synth and the scorers key on them.

@@ -15,8 +15,8 @@ import signal
 from dataclasses import dataclass
 
 from plates.errors import UserError
-from plates.swift_cli import parse_gpus
 from plates.signals import terminate_like_interrupt
+from plates.swift_cli import parse_gpus
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 from plates.errors import UserError
-from plates.labels import FIELDS, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP
+from plates.labels import FIELDS, NO_PLATE, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP
 from plates.records import vehicle_id
 
-NO_PLATE = "无车牌"
 
 
 def stratum_of(record: dict[str, Any], field_name: str) -> str:

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from plates.contracts import DatasetLayout
+from plates.errors import UserError
 from plates.labels import (
     PLATE_BOX, PLATE_FIELDS, PLATE_GROUP, UNKNOWN, VEHICLE_FIELDS, VEHICLE_GROUP, answer_from_labels,
 )
 from plates.runs import read_manifest
-from plates.errors import UserError
 
 IMAGE_TAG = "<image>"
 

@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
+from plates.io import write_jsonl
 from plates.labels import (
     PLATE_COLOUR, PLATE_COUNTRY, PLATE_FIELDS, PLATE_GROUP, PLATE_LAYERS, PLATE_NUMBER, PLATE_PROVINCE, PLATE_USAGE,
     UNKNOWN, VEHICLE_BRAND, VEHICLE_COLOUR, VEHICLE_FIELDS, VEHICLE_GROUP, VEHICLE_ORIENTATION, VEHICLE_TYPE,
     abbreviation_for_province, canonical_values, load_plate_rules, slot_fields,
 )
-from plates.io import write_jsonl
 
 DIGITS = "0123456789"
 

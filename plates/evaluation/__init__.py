@@ -17,7 +17,7 @@
 """
 
 from plates.evaluation.align import Alignment, align_plates, plate_similarity
-from plates.evaluation.common import EXAMPLES_KEPT, FIELD_SLUGS, INCONSISTENCY_CODES, MISSING, NO_PLATE
+from plates.evaluation.common import EXAMPLES_KEPT, FIELD_SLUGS, INCONSISTENCY_CODES, MISSING
 from plates.evaluation.compare import compare_reports, compare_rows, delta, format_compare
 from plates.evaluation.extract import (
     EXTRACT, FENCE, JSON, PARSE_METHODS, PYTHON, REPAIR, UNPARSEABLE, Parsed, parse_response,
@@ -36,7 +36,7 @@ from plates.evaluation.tally import Tally, macro_f1
 
 __all__ = [
     "Alignment", "align_plates", "plate_similarity", "EXAMPLES_KEPT", "FIELD_SLUGS", "INCONSISTENCY_CODES",
-    "MISSING", "NO_PLATE", "compare_reports", "compare_rows", "delta", "format_compare", "EXTRACT", "FENCE", "JSON",
+    "MISSING", "compare_reports", "compare_rows", "delta", "format_compare", "EXTRACT", "FENCE", "JSON",
     "PARSE_METHODS", "PYTHON", "REPAIR", "UNPARSEABLE", "Parsed", "parse_response", "Item", "Source", "iter_items",
     "read_results", "METRICS", "SUMMARY_KEYS", "SUMMARY_NAMES", "Metric", "register", "PLATE_TYPES", "plate_type",
     "display_width", "format_markdown", "format_report", "pct", "table", "evaluate", "evaluate_file",

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from plates.errors import UserError
+from plates.evaluation import extras as eval_extras
 from plates.evaluation.common import FIELD_SLUGS, strict_json, write_report_json
 from plates.evaluation.compare import compare_reports, decoding_warning, format_compare
-from plates.evaluation import extras as eval_extras
 from plates.evaluation.plots import write_plots
 from plates.evaluation.render import format_markdown, format_report
 from plates.evaluation.report import evaluate_file, load_report, write_report

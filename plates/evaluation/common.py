@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from plates.labels import PLATE_BOX, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, SLUGS, VEHICLE_GROUP
 from plates.io import atomic_write
+from plates.labels import PLATE_BOX, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, SLUGS, VEHICLE_GROUP
 
 MISSING = "(missing)"
-NO_PLATE = "无车牌"
 # an answer plate's optional box [x1, y1, x2, y2], original-image pixels (grounding): 车牌位置 in the shipped table
 BOX_FIELD = PLATE_BOX or "车牌位置"
 

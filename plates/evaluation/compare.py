@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from plates.evaluation.grounding import grounding_metrics
 from plates.evaluation.metrics import METRICS, Metric
-from plates.evaluation.render import md_table, fmt, table
+from plates.evaluation.render import fmt, md_table, table
 from plates.evaluation.samples import read_samples
 from plates.evaluation.stats import (
     DEFAULT_REPLICATES, DEFAULT_SEED, paired_delta, sign_test, significant, unpaired_delta,
 )
-from plates.evaluation.grounding import grounding_metrics
 
 
 def all_metrics() -> dict[str, Metric]:

@@ -31,11 +31,11 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from plates.labels import FIELDS, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_GROUP
-from plates.evaluation.extract import object_bounds
 from plates.evaluation.common import FIELD_SLUGS
+from plates.evaluation.extract import object_bounds
 from plates.evaluation.render import md_table, table
 from plates.io import atomic_write
+from plates.labels import FIELDS, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, VEHICLE_GROUP
 
 COVERAGES = (1.0, 0.95, 0.9, 0.8)
 DEFAULT_TARGET = 0.99

@@ -15,8 +15,8 @@ from plates.evaluation.confidence import DEFAULT_TARGET, ConfidenceObserver, for
 from plates.evaluation.grounding import GroundingObserver, format_grounding
 from plates.evaluation.html import DEFAULT_GALLERY, Gallery, write_html
 from plates.evaluation.slices import CcpdBins, CcpdSlices, PathSlices, ccpd_by, format_ccpd, parse_by
-from plates.outputs import output_file
 from plates.io import iter_jsonl
+from plates.outputs import output_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

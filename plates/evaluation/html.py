@@ -28,14 +28,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from plates.evaluation.common import BOX_FIELD, FIELD_SLUGS, MISSING, clip_value
-from plates.evaluation.overlay import CSS as OVERLAY_CSS
-from plates.evaluation.overlay import LEGEND, box_rows, gallery_boxes, misplaced, overlay
-from plates.labels import FIELDS, PLATE_NUMBER
 from plates.evaluation.confidence import confidence_rows, field_confidences, plot_risk_coverage
 from plates.evaluation.grounding import grounding_rows, slice_rows
 from plates.evaluation.metrics import METRICS
+from plates.evaluation.overlay import CSS as OVERLAY_CSS, LEGEND, box_rows, gallery_boxes, misplaced, overlay
 from plates.evaluation.slices import ccpd_rows
 from plates.io import atomic_write
+from plates.labels import FIELDS, PLATE_NUMBER
 
 DEFAULT_GALLERY = 24
 THUMBNAIL = 320

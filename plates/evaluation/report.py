@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from plates.errors import UserError
-from plates.evaluation.common import NO_PLATE, strict_json, write_report_json
+from plates.evaluation.common import strict_json, write_report_json
 from plates.evaluation.items import Item, Source, iter_items
 from plates.evaluation.metrics import summary_metrics
 from plates.evaluation.rewards import answer_scores
@@ -16,8 +16,8 @@ from plates.evaluation.samples import SampleColumns, SampleLog
 from plates.evaluation.scorer import Reference, Scorer
 from plates.evaluation.stats import DEFAULT_SEED, LEVEL, cluster_intervals
 from plates.evaluation.tally import Tally
-from plates.labels import labels_dir, VEHICLE_FIELDS
 from plates.io import atomic_write
+from plates.labels import NO_PLATE, VEHICLE_FIELDS, labels_dir
 
 
 def slice_value(reference: Reference, field: str) -> str:

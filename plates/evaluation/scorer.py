@@ -19,9 +19,9 @@ from plates.evaluation.align import align_plates
 from plates.evaluation.common import (
     INCONSISTENCY_CODES, MISSING, OTHER_PLATE_FIELDS as _OTHER_PLATE_FIELDS, TOP_KEYS as _TOP_KEYS,
 )
+from plates.evaluation.extract import JSON, UNPARSEABLE, json_loads, parse_response
 from plates.evaluation.grounding import reference_boxes
 from plates.evaluation.plate_metrics import plate_type
-from plates.evaluation.extract import JSON, UNPARSEABLE, json_loads, parse_response
 from plates.evaluation.schema_check import Violation, schema_violations, structural_checks
 from plates.labels import (
     FIELDS, PLATE_COLOUR, PLATE_COUNTRY, PLATE_FIELDS, PLATE_GROUP, PLATE_NUMBER, PLATE_PROVINCE, PLATE_USAGE, UNKNOWN,

@@ -12,11 +12,11 @@ import re
 from typing import Any
 
 from plates.errors import UserError
-from plates.labels import PLATE_NUMBER
 from plates.evaluation import report as report_module
 from plates.evaluation.grounding import GroundingObserver
 from plates.evaluation.render import md_table, table
 from plates.evaluation.tally import Tally
+from plates.labels import PLATE_NUMBER
 from plates.names import CCPD_KEY, parse_ccpd_filename
 
 NO_FOLDER = "(none)"
