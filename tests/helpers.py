@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import string
 import subprocess
 import time
 import urllib.request
@@ -55,3 +56,44 @@ def serving(argv: list[str], log_path: Path, url: str, *, env: dict[str, str] | 
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+LANGUAGE_KEY = "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight"
+VISION_KEY = "base_model.model.model.visual.blocks.0.attn.qkv.lora_A.weight"
+
+
+def lora_checkpoint(run: Path, keys: list[str], step: int = 10) -> Path:
+    """A LoRA checkpoint folder as ms-swift writes it (adapter config + safetensors with these tensor names)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    ckpt = run / f"checkpoint-{step}"
+    ckpt.mkdir(parents=True)
+    (ckpt / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    save_file({k: torch.zeros(2, 2) for k in keys}, str(ckpt / "adapter_model.safetensors"))
+    return ckpt
+
+
+def unlabelled_images(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
+    """``n`` drawn vehicle JPEGs under plain names (no labels), one in a nested folder with spaces."""
+    import shutil
+
+    from plates.dump import iter_files
+    from plates.synth import make_dump
+
+    dump = folder.parent / f".{folder.name}-src"
+    make_dump(dump, n, seed=seed)
+    out = []
+    for index, rel in enumerate(iter_files(dump)[:n]):
+        target = folder / ("sub dir/相机 2" if index % 2 else "") / f"IMG_{index:04d}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(dump / rel, target)
+        out.append(target)
+    shutil.rmtree(dump)
+    return out
+
+
+# Characters file names of a dump are drawn from in the property tests of names and of `plates parse`.
+NAME_ALPHABET = string.ascii_letters + string.digits + " _-.:：&车辆属性牌中国云南省蓝色单层燃油车新能源挂学无"

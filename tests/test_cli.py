@@ -30,14 +30,3 @@ def test_every_subcommand_help_renders(command, capsys):
 
 def test_walk_finds_the_demo():
     assert {"demo", "eval", "serve", "export", "parse", "predict"} <= set(_subcommands())
-
-
-def test_a_user_error_is_one_line_and_exit_2(tmp_path, capsys):
-    """plates.errors.UserError, raised anywhere in a command (here by plates.io reading the input), is printed
-    as one line naming the command, with no traceback; SIGTERM/SIGHUP's Terminated is tests/test_signals.py's."""
-    missing = tmp_path / "no such results.jsonl"
-    assert main(["eval", str(missing)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("plates eval: error: ") and str(missing) in lines[0]

@@ -215,19 +215,6 @@ def test_target_accuracy_is_checked(tmp_path, capsys):
     assert "--target-accuracy must be in (0, 1]" in capsys.readouterr().err
 
 
-def test_infer_logprobs_flag_reaches_swift(tiny_model_dir, tmp_path):
-    from plates.swift_infer import build_infer_command
-
-    val = tmp_path / "val.jsonl"
-    val.write_text(json.dumps({"messages": [{"role": "user", "content": "<image>?"}], "images": ["/x.jpg"]}) + "\n")
-    argv, _ = build_infer_command(adapters=None, model=str(tiny_model_dir), dataset=str(val),
-                                  result_path=tmp_path / "r", decoding="free", logprobs=True)
-    assert argv[argv.index("--logprobs") + 1] == "true"
-    argv, _ = build_infer_command(adapters=None, model=str(tiny_model_dir), dataset=str(val),
-                                  result_path=tmp_path / "r", decoding="free")
-    assert "--logprobs" not in argv
-
-
 @pytest.mark.slow
 def test_infer_logprobs_end_to_end(tiny_model_dir, tmp_path, capsys):
     """Real `plates infer --logprobs` (real `swift infer`, schema-constrained decoding) on the tiny model, then

@@ -299,37 +299,3 @@ def test_grounding_train_and_infer_map_boxes_back_to_original_pixels(tmp_path, t
             for before, after in zip(_plates(raw), _plates(json.loads(line["response"]))):
                 if isinstance(before.get("车牌位置"), list):
                     assert after["车牌位置"] == to_original(before["车牌位置"], WIDTH, HEIGHT, "none", TINY_MAX_PIXELS)
-
-
-def test_predict_keeps_mapped_boxes_in_its_answer_lines(tmp_path):
-    """predict's own results reader (Answers, what follows `swift infer`'s result file) with a mapper: the line's
-    response and normalised answer hold the box in original pixels, the model's text stays in raw_response."""
-    from plates.answer_lines import PredictSummary, describe_answer
-    from plates.engine_answers import Answers
-    from plates.image_inputs import Candidate
-    from plates.journal import Journal
-    from tqdm import tqdm
-
-    image = tmp_path / "车 1.jpg"
-    cv2.imwrite(str(image), np.zeros((HEIGHT, WIDTH, 3), np.uint8))
-    vehicle = {"车辆品牌": "大众", "车辆类型": "小轿车", "车辆颜色": "白色", "车辆朝向": "正面"}
-    plate = {"车牌国家": "中国", "车牌省份": "安徽省", "车牌号码": "皖AE981N", "车牌颜色": "蓝色", "车牌层数": "单层车牌",
-             "车牌用途": "燃油车车牌"}
-    text = json.dumps({"车辆属性": vehicle, "车牌属性": {**plate, "车牌位置": [42, 338, 187, 396]}}, ensure_ascii=False)
-    result = tmp_path / "results.jsonl"
-    write_jsonl(result, [{"response": text, "images": [{"path": str(image), "bytes": None}]}])
-    output = tmp_path / "predictions.jsonl"
-    log = Journal(output, "predict")
-    log.recover()
-    with tqdm(disable=True) as bar:
-        answers = Answers([Candidate(str(image), "0" * 64)], result, log=log, summary=PredictSummary(out=str(output)),
-                          settings="s", decoding="schema", bar=bar, mapper=BoxMapper("none", MAX_PIXELS))
-        answers.drain()
-    log.close()
-    assert answers.error is None
-    (line,) = _read(output)
-    assert line["raw_response"] == text and line["box_mapping"]["box_convention"] == "none"
-    assert json.loads(line["response"])["车牌属性"]["车牌位置"] == [90, 700, 401, 820]
-    assert line["answer"]["车牌属性"] == {**plate, "车牌位置": [90, 700, 401, 820]} and line["schema_valid"]
-    plain = describe_answer(json.dumps({"车辆属性": vehicle, "车牌属性": plate}, ensure_ascii=False))
-    assert plain["answer"] == {"车辆属性": vehicle, "车牌属性": plate}, "answers without a box are as before"

@@ -14,25 +14,8 @@ from plates.errors import UserError
 from plates.export import build_export_command
 from plates.infer import run_infer
 from plates.runs import checkpoint_dir
-from plates.swift_infer import adapter_parts, build_infer_command
-from helpers import argv_pairs
-
-LANGUAGE_KEY = "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight"
-VISION_KEY = "base_model.model.model.visual.blocks.0.attn.qkv.lora_A.weight"
-
-
-
-
-def _checkpoint(run: Path, keys: list[str], step: int = 10) -> Path:
-    """A LoRA checkpoint folder as ms-swift writes it (adapter config + safetensors with these tensor names)."""
-    import torch
-    from safetensors.torch import save_file
-
-    ckpt = run / f"checkpoint-{step}"
-    ckpt.mkdir(parents=True)
-    (ckpt / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
-    save_file({k: torch.zeros(2, 2) for k in keys}, str(ckpt / "adapter_model.safetensors"))
-    return ckpt
+from plates.swift_infer import build_infer_command
+from helpers import LANGUAGE_KEY, VISION_KEY, argv_pairs, lora_checkpoint as _checkpoint
 
 
 @pytest.fixture
@@ -47,62 +30,6 @@ def val_file(tmp_path) -> Path:
            "images": ["/x.jpg"]}
     path.write_text((json.dumps(row) + "\n") * 3, encoding="utf-8")
     return path
-
-
-def test_adapter_parts_counts_language_and_vision_lora(run_dir):
-    ckpt = _checkpoint(run_dir, [LANGUAGE_KEY, LANGUAGE_KEY.replace("lora_A", "lora_B"), VISION_KEY])
-    assert adapter_parts(ckpt) == {"language_model": 2, "vision_tower": 1, "other": 0}
-
-
-def test_infer_command_with_adapters(run_dir, val_file, tmp_path):
-    ckpt = _checkpoint(run_dir, [LANGUAGE_KEY, VISION_KEY])
-    (run_dir / "plates_manifest.json").write_text(json.dumps({"max_pixels": 200704}))
-    notes: list[str] = []
-    argv, env = build_infer_command(adapters=str(run_dir), model=None, dataset=str(val_file),
-                                    result_path=tmp_path / "r.jsonl", backend="pt", notes=notes)
-    got = argv_pairs(argv[argv.index("infer") + 1:])
-    assert got["adapters"] == [str(ckpt)], "a run folder resolves to its last checkpoint"
-    assert got["val_dataset"] == [str(val_file)]
-    assert got["infer_backend"] == ["transformers"], "pt is transformers in ms-swift 4"
-    assert got["max_pixels"] == ["200704"] and env["MAX_PIXELS"] == "200704", "re-passed from the manifest"
-    assert got["result_path"] == [str(tmp_path / "r.jsonl")]
-    assert got["stream"] == ["false"]
-    assert any("manifest" in n for n in notes)
-
-
-def test_explicit_max_pixels_wins_and_no_dataset_uses_the_training_val_set(run_dir, tmp_path):
-    _checkpoint(run_dir, [LANGUAGE_KEY])
-    (run_dir / "plates_manifest.json").write_text(json.dumps({"max_pixels": 200704}))
-    argv, env = build_infer_command(adapters=str(run_dir), model=None, dataset=None, max_pixels=50176,
-                                    result_path=tmp_path / "r.jsonl", gpus="1", decoding="free")
-    got = argv_pairs(argv)
-    assert got["max_pixels"] == ["50176"] and env == {"MAX_PIXELS": "50176", "CUDA_VISIBLE_DEVICES": "1"}
-    assert got["load_data_args"] == ["true"] and "val_dataset" not in got
-
-
-def test_vllm_refuses_a_vision_tower_lora_and_says_what_to_do(run_dir, tmp_path, val_file):
-    ckpt = _checkpoint(run_dir, [LANGUAGE_KEY, VISION_KEY])
-    with pytest.raises(UserError, match=r"plates export --adapters .*checkpoint-10") as info:
-        build_infer_command(adapters=str(ckpt), model=None, dataset=str(val_file), result_path=tmp_path / "r",
-                            backend="vllm")
-    assert "vision tower" in str(info.value)
-
-
-def test_vllm_accepts_a_language_only_lora(tmp_path, val_file):
-    ckpt = _checkpoint(tmp_path / "run", [LANGUAGE_KEY])
-    argv, _ = build_infer_command(adapters=str(ckpt), model=None, dataset=str(val_file),
-                                  result_path=tmp_path / "r", backend="vllm")
-    assert argv_pairs(argv)["infer_backend"] == ["vllm"]
-
-
-def test_base_model_inference_needs_a_dataset_and_reads_the_tiny_template(tiny_model_dir, val_file, tmp_path):
-    with pytest.raises(UserError, match="--dataset is required"):
-        build_infer_command(adapters=None, model=str(tiny_model_dir), dataset=None, result_path=tmp_path / "r")
-    argv, _ = build_infer_command(adapters=None, model=str(tiny_model_dir), dataset=str(val_file),
-                                  result_path=tmp_path / "r", max_new_tokens=8)
-    got = argv_pairs(argv)
-    assert got["model"] == [str(tiny_model_dir)] and got["template"] == ["qwen2_5_vl"]
-    assert got["max_new_tokens"] == ["8"] and "adapters" not in got
 
 
 def test_bad_inputs_are_user_errors(tmp_path, val_file):

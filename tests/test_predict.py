@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,29 +18,8 @@ import pytest
 from plates.cli import main
 from plates.errors import UserError
 from plates.io import read_jsonl
-from plates.answer_lines import describe_answer
 from plates.image_inputs import collect_inputs
-from helpers import argv_pairs
-
-GOOD = json.dumps({"车辆属性": {"车辆品牌": "丰田", "车辆类型": "小轿车", "车辆颜色": "白色", "车辆朝向": "正面"},
-                   "车牌属性": []}, ensure_ascii=False)
-
-
-def _unlabelled(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
-    """``n`` drawn vehicle JPEGs under plain names (no labels), one in a nested folder with spaces."""
-    from plates.synth import make_dump
-    from plates.dump import iter_files
-
-    dump = folder.parent / f".{folder.name}-src"
-    make_dump(dump, n, seed=seed)
-    out = []
-    for index, rel in enumerate(iter_files(dump)[:n]):
-        target = folder / ("sub dir/相机 2" if index % 2 else "") / f"IMG_{index:04d}.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(dump / rel, target)
-        out.append(target)
-    shutil.rmtree(dump)
-    return out
+from helpers import argv_pairs, unlabelled_images as _unlabelled
 
 
 def test_every_input_file_is_answered_or_rejected_once(tmp_path):
@@ -65,20 +43,6 @@ def test_every_input_file_is_answered_or_rejected_once(tmp_path):
     assert len({c.sha256 for c in candidates}) == 3
     with pytest.raises(UserError, match="no such file or folder"):
         collect_inputs([str(tmp_path / "nope")])
-
-
-def test_answers_are_parsed_checked_and_normalised():
-    good = describe_answer(GOOD)
-    assert good["schema_valid"] and good["violations"] == [] and good["parse_method"] == "json"
-    assert good["answer"]["车辆属性"]["车辆品牌"] == "丰田" and good["answer"]["车牌属性"] == []
-    synonym = describe_answer(GOOD.replace("正面", "车头"))
-    assert synonym["answer"]["车辆属性"]["车辆朝向"] == "正面", "normalised to the canonical value"
-    assert not synonym["schema_valid"] and any("车辆朝向" in v for v in synonym["violations"])
-    missing = describe_answer('{"车辆属性": {"车辆品牌": "丰田"}}')
-    assert not missing["schema_valid"] and missing["answer"]["车牌属性"] == []
-    noise = describe_answer("\n\n\n")
-    assert noise == {"answer": None, "parse_method": "none", "schema_valid": False,
-                     "violations": ["not a JSON object"]}
 
 
 def test_dry_run_prints_the_swift_command_and_writes_nothing(tmp_path, tiny_model_dir, capsys):
@@ -173,53 +137,6 @@ def test_launch_mistakes_are_one_line_errors(tmp_path, tiny_model_dir, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "no CUDA GPU" in err[0], err
     assert not out.exists(), "nothing written before a launch mistake is refused"
-
-
-def _swift_rows(images: list[Path]) -> list[bytes]:
-    """Result lines as `swift infer` writes them (``images`` as ms-swift's dicts)."""
-    return [(json.dumps({"response": GOOD, "images": [{"path": str(p), "bytes": None}], "logprobs": None},
-                        ensure_ascii=False) + "\n").encode() for p in images]
-
-
-def test_answers_are_filed_by_image_as_ms_swift_writes_them(tmp_path):
-    """The results file is read while it grows: torn last lines wait, lines in any rank order are filed under
-    their own image, each once; an answer for an image not asked stops the run and keeps what came before."""
-    from plates.answer_lines import PredictSummary
-    from plates.engine_answers import Answers
-    from plates.journal import Journal
-
-    images = _unlabelled(tmp_path / "in", 3)
-    pending, _ = collect_inputs([str(p) for p in images])
-    result, out = tmp_path / "results.jsonl", tmp_path / "preds.jsonl"
-    summary = PredictSummary(out=str(out))
-    log = Journal(out)
-
-    class Bar:
-        n = 0
-
-        def update(self, k):
-            self.n += k
-
-    bar = Bar()
-    answers = Answers(pending, result, log=log, summary=summary, settings="s", decoding="schema", bar=bar)
-    answers.drain()  # no results file yet
-    rows = _swift_rows([Path(pending[2].path), Path(pending[0].path), Path(pending[1].path)])
-    result.write_bytes(rows[0] + rows[1][:20])
-    answers.drain()
-    assert [line["image"] for line in read_jsonl(out)] == [pending[2].path] and bar.n == 1
-    with open(result, "ab") as handle:
-        handle.write(rows[1][20:] + rows[2])
-    answers.drain()
-    lines = read_jsonl(out)
-    assert sorted(line["key"] for line in lines) == sorted(c.key for c in pending) and bar.n == 3
-    assert all(line["decoding"] == "schema" and line["schema_valid"] for line in lines)
-    assert summary.answered == 3 and summary.chunks == 2
-    with open(result, "ab") as handle:
-        handle.write(rows[0])
-    answers.drain()
-    assert isinstance(answers.error, UserError) and "answered already" in str(answers.error)
-    log.close()
-    assert len(read_jsonl(out)) == 3
 
 
 def _log_runs(log: Path) -> list[str]:

@@ -146,3 +146,11 @@ def test_commands_live_in_stages(module):
     if "\nCOMMANDS = " in source:
         assert _place(module) != "core" or module in CORE_COMMANDS, (
             f"{module} defines COMMANDS but is not a stage: add it to STAGES (and to plates.cli.STAGE_MODULES)")
+
+
+def test_every_top_level_module_has_its_test_file():
+    """CONTRIBUTING.md, "Tests": tests/test_<module>.py mirrors each module of plates/."""
+    tests = PACKAGE.parent / "tests"
+    missing = [f"plates/{path.name} has no tests/test_{path.name}" for path in sorted(PACKAGE.glob("*.py"))
+               if path.stem != "__init__" and not (tests / f"test_{path.name}").is_file()]
+    assert not missing, "\n".join(missing)

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from plates.cli import main
-from plates.errors import UserError
 from plates.teaching.prompts import load_prompts
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -371,19 +370,6 @@ def test_missing_image_fails_and_is_reported(records, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "image file not found" in err and first["image"] in err
     assert len(read_lines(out)) == 7
-
-
-def test_second_writer_is_refused(tmp_path):
-    from plates.journal import Journal
-
-    out = tmp_path / "teacher.jsonl"
-    first = Journal(out)
-    try:
-        with pytest.raises(UserError, match="another `plates teach`"):
-            Journal(out)
-    finally:
-        first.close()
-    Journal(out).close()
 
 
 # --- openai backend against a local server ------------------------------------------------------------------
