@@ -59,7 +59,12 @@ class Corrections:
     def unmatched(self) -> list[str]:
         """Corrections whose image no parsed record has (counted once even when named by two paths)."""
         used = {id(fix) for key in self.used for fix in self.by_image[key]}
-        return sorted({key for key, fixes in self.by_image.items() if not any(id(f) in used for f in fixes)})
+        first_key: dict[int, str] = {}  # a review line's fix sits under its 'image' first, then its 'path'
+        for key, fixes in self.by_image.items():
+            for fix in fixes:
+                if id(fix) not in used:
+                    first_key.setdefault(id(fix), key)
+        return sorted(set(first_key.values()))
 
     def apply(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with its corrections applied (in place), each noted in ``warnings`` as ``corrected: …``."""

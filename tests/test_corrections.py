@@ -113,8 +113,6 @@ def test_a_fix_no_record_took_is_listed_by_name(tmp_path):
     assert corrections.unmatched() == ["gone.jpg"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Corrections.unmatched lists a review line under both of its paths, "
-                                       "so `plates parse` counts one unmatched correction twice")
 def test_an_unmatched_review_line_is_counted_once(tmp_path):
     """``unmatched``'s docstring: counted once even when named by two paths (a review line carries both)."""
     corrections = load_corrections(_write(tmp_path / "review.jsonl", [
