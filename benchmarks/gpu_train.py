@@ -239,7 +239,6 @@ def main(argv: list[str] | None = None) -> int:
     most = max(int(load_preset(p).options.get("per_device_train_batch_size", 1)) *
                int(load_preset(p).options.get("gradient_accumulation_steps", 1)) for _, p in recipes)
     per_step = 1 if args.small else most
-    data = build_data(work, max(8, per_step * steps + 4), size)
     results = []
     for name, preset in recipes:
         print(f"{name}: {steps} steps of {preset} ...", flush=True)
