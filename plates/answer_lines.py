@@ -15,7 +15,7 @@ from typing import Any
 from plates.errors import UserError
 from plates.evaluation.extract import parse_response
 from plates.grounding import is_box
-from plates.io import iter_jsonl
+from plates.io import iter_jsonl, write_jsonl
 from plates.labels import PLATE_BOX, PLATE_GROUP, VEHICLE_GROUP, answer_from_labels, plates_of_answer
 from plates.schema import answer_validator
 from plates.student import EXTRACTION_PROMPT, GROUNDING_PROMPT, StudentContract
@@ -95,3 +95,17 @@ def check_settings(output: Path, settings: str) -> None:
             raise UserError(f"{output}: line {number} was answered with other settings (model, adapter, decoding "
                             "or token/pixel caps); write to another -o, or re-run with the same options")
         return
+
+
+def resume_output(log: Any, output: Path, settings: str, rejects: Path, rejected: list[dict[str, Any]],
+                  candidates: list[Any], summary: PredictSummary) -> list[Any]:
+    """The start of both predict runs on an output locked by ``log`` (a :class:`plates.journal.Journal`): recover
+    it (a torn last line cut), refuse other settings, write the rejects (only once every refusal is behind us: a
+    refused run keeps the old ones) and return the candidates not answered yet."""
+    recovered = log.recover()
+    summary.torn_bytes = recovered.torn_bytes
+    check_settings(output, settings)
+    write_jsonl(rejects, rejected)
+    pending = [c for c in candidates if c.key not in recovered.keys]
+    summary.skipped = len(candidates) - len(pending)
+    return pending

@@ -20,7 +20,7 @@ from typing import Any
 
 from plates import swift_cli
 from plates.answer_lines import (
-    PredictSummary, check_settings, contract_fingerprint, describe_answer, settings_fingerprint,
+    PredictSummary, contract_fingerprint, describe_answer, resume_output, settings_fingerprint,
 )
 from plates.evaluation.confidence import field_confidences
 from plates.errors import UserError
@@ -251,12 +251,7 @@ def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, ou
     """The master's run: pending images through one `swift infer` per segment, answers appended as written."""
     log = output_log(output, "predict")
     try:
-        recovered = log.recover()
-        summary.torn_bytes = recovered.torn_bytes
-        check_settings(output, settings_key)
-        write_jsonl(rejects, rejected)  # only once every refusal is behind us: a refused run keeps the old one
-        pending = [c for c in candidates if c.key not in recovered.keys]
-        summary.skipped = len(candidates) - len(pending)
+        pending = resume_output(log, output, settings_key, rejects, rejected, candidates, summary)
         with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
             for segment in engine_segments(pending, settings.logprobs):
                 write_jsonl(dataset, (sample(c, messages) for c in segment))

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from plates.answer_lines import (
-    PredictSummary, check_settings, contract_fingerprint, describe_answer, settings_fingerprint,
+    PredictSummary, contract_fingerprint, describe_answer, resume_output, settings_fingerprint,
 )
 from plates.chat_client import DEFAULT_MAX_PIXELS, ChatClient, RequestFailed
 from plates.errors import UserError
 from plates.image_inputs import Candidate, collect_inputs, rejects_path
 from plates.journal import Journal
-from plates.io import guard_outputs, progress, write_json, write_jsonl
+from plates.io import guard_outputs, progress, write_json
 from plates.outputs import input_path
 from plates.schema import answer_validator
 from plates.signals import deferred
@@ -158,12 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     log = Journal(output, "predict")
     try:
-        recovered = log.recover()
-        summary.torn_bytes = recovered.torn_bytes
-        check_settings(output, settings)
-        write_jsonl(rejects, rejected)  # only once every refusal is behind us: a refused run keeps the old one
-        pending = [c for c in candidates if c.key not in recovered.keys]
-        summary.skipped = len(candidates) - len(pending)
+        pending = resume_output(log, output, settings, rejects, rejected, candidates, summary)
         with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
             for candidate, result in run_pool(ask, pending, args.concurrency, stop):
                 if result is None:

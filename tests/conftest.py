@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,3 +41,19 @@ def synth_dump(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dump") / "dump with space"
     make_dump(root, 24, seed=0, broken=2, corrupt=1)
     return root
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    """Where a training run's folder would be, under a name with CJK, a space and a colon (not created)."""
+    return tmp_path / "输出 runs:1" / "v0-20250101-000000"
+
+
+@pytest.fixture
+def val_file(tmp_path) -> Path:
+    """A three-line validation set (one image path, an empty answer) for infer command lines."""
+    path = tmp_path / "数据 集：val.jsonl"
+    row = {"messages": [{"role": "user", "content": "<image>?"}, {"role": "assistant", "content": "{}"}],
+           "images": ["/x.jpg"]}
+    path.write_text((json.dumps(row) + "\n") * 3, encoding="utf-8")
+    return path

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from plates.answer_lines import (
-    PredictSummary, check_settings, contract_fingerprint, describe_answer, settings_fingerprint,
+    PredictSummary, check_settings, contract_fingerprint, describe_answer, resume_output, settings_fingerprint,
 )
 from plates.errors import UserError
 from plates.student import EXTRACTION_PROMPT, GROUNDING_PROMPT, StudentContract
@@ -100,6 +100,36 @@ def test_an_output_answered_with_other_settings_is_refused(tmp_path):
     assert str(refused.value).startswith(f"{output}: line 1 was answered with other settings")
     output.write_text(_dumps({"key": "a"}) + "\n", encoding="utf-8")
     check_settings(output, "cccc")  # a line written before lines recorded their settings
+
+
+def test_resume_cuts_a_torn_line_refuses_other_settings_and_keeps_the_old_rejects(tmp_path):
+    """Both predict runs start here: the images already answered are skipped, a line torn by a crash is cut, and
+    a run refused for other settings leaves the previous rejects as they were."""
+    from plates.image_inputs import Candidate
+    from plates.journal import Journal
+
+    output, rejects = tmp_path / "预测 out.jsonl", tmp_path / "预测 out.rejects.jsonl"
+    answered, new = Candidate("/imgs/a.jpg", "a" * 64), Candidate("/imgs/b.jpg", "b" * 64)
+    output.write_bytes((_dumps({"key": answered.key, "settings": "s1"}) + "\n").encode() + b'{"key":"')
+    rejects.write_text(_dumps({"image": "/imgs/old.txt", "code": "not_image"}) + "\n", encoding="utf-8")
+    old_rejects = rejects.read_bytes()
+    refused_run = PredictSummary(out=str(output))
+    log = Journal(output, "predict")
+    try:
+        with pytest.raises(UserError, match="other settings"):
+            resume_output(log, output, "s2", rejects, [{"image": "/imgs/c.txt"}], [answered, new], refused_run)
+    finally:
+        log.close()
+    assert rejects.read_bytes() == old_rejects and refused_run.torn_bytes == len(b'{"key":"')
+    summary = PredictSummary(out=str(output))
+    log = Journal(output, "predict")
+    try:
+        pending = resume_output(log, output, "s1", rejects, [{"image": "/imgs/c.txt"}], [answered, new], summary)
+    finally:
+        log.close()
+    assert pending == [new] and summary.skipped == 1 and summary.torn_bytes == 0
+    assert json.loads(rejects.read_text(encoding="utf-8")) == {"image": "/imgs/c.txt"}
+    assert output.read_bytes().endswith(b"\n") and len(output.read_bytes().splitlines()) == 1
 
 
 def test_the_summary_counts_and_says_what_happened():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shlex
-from pathlib import Path
 
 import pytest
 
@@ -16,20 +14,6 @@ from plates.infer import run_infer
 from plates.runs import checkpoint_dir
 from plates.swift_infer import build_infer_command
 from helpers import LANGUAGE_KEY, VISION_KEY, argv_pairs, lora_checkpoint as _checkpoint
-
-
-@pytest.fixture
-def run_dir(tmp_path) -> Path:
-    return tmp_path / "输出 runs:1" / "v0-20250101-000000"
-
-
-@pytest.fixture
-def val_file(tmp_path) -> Path:
-    path = tmp_path / "数据 集：val.jsonl"
-    row = {"messages": [{"role": "user", "content": "<image>?"}, {"role": "assistant", "content": "{}"}],
-           "images": ["/x.jpg"]}
-    path.write_text((json.dumps(row) + "\n") * 3, encoding="utf-8")
-    return path
 
 
 def test_bad_inputs_are_user_errors(tmp_path, val_file):

@@ -5,27 +5,12 @@ not fight plates' own options, and nothing secret on the command line."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from plates.errors import UserError
 from plates.swift_infer import adapter_parts, build_infer_command, generation_caps
 from helpers import LANGUAGE_KEY, VISION_KEY, argv_pairs, lora_checkpoint as _checkpoint
-
-
-@pytest.fixture
-def run_dir(tmp_path) -> Path:
-    return tmp_path / "输出 runs:1" / "v0-20250101-000000"
-
-
-@pytest.fixture
-def val_file(tmp_path) -> Path:
-    path = tmp_path / "数据 集：val.jsonl"
-    row = {"messages": [{"role": "user", "content": "<image>?"}, {"role": "assistant", "content": "{}"}],
-           "images": ["/x.jpg"]}
-    path.write_text((json.dumps(row) + "\n") * 3, encoding="utf-8")
-    return path
 
 
 def test_adapter_parts_counts_language_and_vision_lora(run_dir):
