@@ -209,7 +209,8 @@ def test_a_real_swift_infer_answers_each_image_once_and_a_rerun_only_what_is_mis
     assert sorted(line["key"] for line in lines) == sorted(c.key for c in candidates[:2])
     assert all(line["settings"] == engine.settings_key and line["decoding"] == "schema" for line in lines)
     assert all(isinstance(line["response"], str) for line in lines)
-    assert (first.answered, first.chunks, first.skipped) == (2, 2, 0), "one write per chunk of one"
+    assert (first.answered, first.skipped) == (2, 0)
+    assert 1 <= first.chunks <= 2, "appended as read: ms-swift writes one line per chunk of one, the reader may find both"
     assert read_jsonl(rejects) == rejected
     again = PredictSummary(out=str(out))
     answer_images(engine, candidates, [], rejects, out, again)
