@@ -27,7 +27,7 @@ from plates.errors import UserError
 from plates.grounding import mapper_for_command, trained_with_grounding
 from plates.image_inputs import Candidate
 from plates.inference import InferenceSettings
-from plates.io import dump_json_line, iter_jsonl, progress, write_jsonl
+from plates.io import iter_jsonl, progress, write_jsonl
 from plates.journal import Journal
 from plates.launch import Nodes, check_gpus_present
 from plates.runs import checkpoint_dir
@@ -127,7 +127,7 @@ class Answers:
             self.summary.parsed += described["answer"] is not None
             self.summary.schema_valid += described["schema_valid"]
         if lines:
-            _append_all(self.log, lines)
+            self.log.append_all(lines)
             self.summary.answered += len(lines)
             self.summary.chunks += 1
             self.bar.update(len(lines))
@@ -236,30 +236,26 @@ def answer_images(engine: Engine, candidates: list[Candidate], rejected: list[di
     if engine.worker:
         pending = [c for c in candidates if c.key not in _read_keys(output)]
         summary.skipped = len(candidates) - len(pending)
-        _answer_as_worker(pending, engine.dataset, engine.argv, engine.env, engine.log_path, verbose, summary,
-                          engine.settings.logprobs, engine.messages)
+        _answer_as_worker(engine, pending, summary, verbose)
     else:
-        _answer(candidates, rejected, rejects, output, engine.dataset, engine.result, engine.argv, engine.env,
-                engine.log_path, verbose, summary, engine.settings_key, engine.settings, Journal, engine.mapper,
-                messages=engine.messages)
+        _answer(engine, candidates, rejected, rejects, output, summary, verbose)
 
 
-def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, output: Path, dataset: Path,
-            result: Path, argv: list[str], env: dict[str, str], log_path: Path, verbose: bool,
-            summary: PredictSummary, settings_key: str, settings: InferenceSettings, output_log: Any,
-            mapper: Any = None, *, messages: list[dict[str, Any]]) -> None:
+def _answer(engine: Engine, candidates: list[Candidate], rejected: list[dict], rejects: Path, output: Path,
+            summary: PredictSummary, verbose: bool) -> None:
     """The master's run: pending images through one `swift infer` per segment, answers appended as written."""
-    log = output_log(output, "predict")
+    log_path = engine.log_path
+    log = Journal(output, "predict")
     try:
-        pending = resume_output(log, output, settings_key, rejects, rejected, candidates, summary)
+        pending = resume_output(log, output, engine.settings_key, rejects, rejected, candidates, summary)
         with progress(total=len(candidates), initial=summary.skipped, unit="image", desc="predict") as bar:
-            for segment in engine_segments(pending, settings.logprobs):
-                write_jsonl(dataset, (sample(c, messages) for c in segment))
-                result.unlink(missing_ok=True)
-                answers = Answers(segment, result, log=log, summary=summary, settings=settings_key,
-                                  decoding=settings.decoding, bar=bar, mapper=mapper)
+            for segment in engine_segments(pending, engine.settings.logprobs):
+                write_jsonl(engine.dataset, (sample(c, engine.messages) for c in segment))
+                engine.result.unlink(missing_ok=True)
+                answers = Answers(segment, engine.result, log=log, summary=summary, settings=engine.settings_key,
+                                  decoding=engine.settings.decoding, bar=bar, mapper=engine.mapper)
                 with answers:
-                    run = _run_engine(argv, env, log_path, verbose)
+                    run = _run_engine(engine, verbose)
                 if answers.error is not None:
                     raise answers.error
                 if run.code != 0:
@@ -273,29 +269,17 @@ def _answer(candidates: list[Candidate], rejected: list[dict], rejects: Path, ou
         log.close()
 
 
-def _answer_as_worker(pending: list[Candidate], dataset: Path, argv: list[str], env: dict[str, str],
-                      log_path: Path, verbose: bool, summary: PredictSummary, logprobs: bool,
-                      messages: list[dict[str, Any]]) -> None:
+def _answer_as_worker(engine: Engine, pending: list[Candidate], summary: PredictSummary, verbose: bool) -> None:
     """A machine of node rank > 0: it answers its share of each chunk; rank 0 gathers and writes every answer."""
-    for segment in engine_segments(pending, logprobs):
-        write_jsonl(dataset, (sample(c, messages) for c in segment))
-        run = _run_engine(argv, env, log_path, verbose)
+    for segment in engine_segments(pending, engine.settings.logprobs):
+        write_jsonl(engine.dataset, (sample(c, engine.messages) for c in segment))
+        run = _run_engine(engine, verbose)
         if run.code != 0:
-            raise UserError(f"swift infer exited with {run.code} (ms-swift log: {log_path})")
+            raise UserError(f"swift infer exited with {run.code} (ms-swift log: {engine.log_path})")
     print(f"plates predict: this machine answered its share of {len(pending)} images; node 0 wrote them to "
           f"{summary.out}", file=sys.stderr)
 
 
-def _run_engine(argv: list[str], env: dict[str, str], log_path: Path, verbose: bool) -> Any:
-    return swift_cli.run_swift(argv, env, log_path=log_path, verbose=verbose, who="plates predict")
-
-
-def _append_all(log: Any, lines: list[dict[str, Any]]) -> None:
-    """All of a chunk's lines in one write and one fsync (a kill mid-write leaves at most one torn line,
-    which the next run cuts; whole lines before it are kept and skipped)."""
-    data = "".join(dump_json_line(line) for line in lines).encode("utf-8")
-    view = memoryview(data)
-    while view:
-        written = os.write(log.fd, view)
-        view = view[written:]
-    (getattr(os, "fdatasync", None) or os.fsync)(log.fd)
+def _run_engine(engine: Engine, verbose: bool) -> Any:
+    return swift_cli.run_swift(engine.argv, engine.env, log_path=engine.log_path, verbose=verbose,
+                               who="plates predict")
