@@ -82,6 +82,9 @@ def _main(argv: list[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+    except UserError as exc:  # the stage modules read labels/ as they load: an edited table that breaks a rule
+        print(f"plates: error: {exc}", file=sys.stderr)
+        return 2
     except Terminated as exc:
         print(f"plates: terminated ({exc.name})", file=sys.stderr)
         return 128 + exc.signum

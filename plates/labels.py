@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from plates.errors import UserError
 from plates.resources import labels_dir as shipped
 
 VEHICLE_GROUP = "车辆属性"
@@ -98,8 +99,9 @@ class FieldSpec:
     bounds: StringBounds | None = None
 
 
-class FieldTableError(ValueError):
-    """``fields.yaml`` breaks a rule of the field table (the message names the file, the field and the rule)."""
+class FieldTableError(UserError, ValueError):
+    """``fields.yaml`` breaks a rule of the field table (the message names the file, the field and the rule): a
+    user's edit of ``labels/``, reported in one line like any other user error."""
 
 
 def _field_kind(spec: dict[str, Any], where: str = "fields.yaml") -> str:

@@ -132,6 +132,16 @@ def test_a_bad_table_stops_every_command_at_import_with_its_message(tmp_path):
     assert "role plate_colour is given to both 车牌颜色 and 车牌层数" in done.stderr
 
 
+def test_a_bad_table_is_one_line_from_the_command_line(tmp_path):
+    """A user's edit of labels/ that breaks a rule: `plates` says so in one line and exits 2, no traceback."""
+    labels = _table_with(tmp_path, [("role: plate_layers", "role: plate_colour")])
+    done = subprocess.run([sys.executable, "-m", "plates.cli", "parse", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "PLATES_LABELS_DIR": str(labels)}, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"plates: error: {labels / 'fields.yaml'}: role plate_colour is given to both 车牌颜色 and 车牌层数"]
+
+
 def test_unknown_character_classes_in_bounds_are_named():
     from plates.schema import string_bounds
 
