@@ -60,10 +60,12 @@ class PredictSummary:
                                               "schema_valid", "parsed", "chunks", "torn_bytes")}
         return {**data, "seconds": round(self.seconds, 3), "reject_codes": dict(self.reject_codes)}
 
-    def format(self) -> str:
+    def format(self, how: str | None = None) -> str:
+        """The closing lines; ``how`` the answers came (default: ``in N chunk(s)``)."""
         rate = self.answered / self.seconds if self.seconds > 0 else 0.0
+        how = how or f"in {self.chunks} chunk(s)"
         lines = [f"plates predict: {self.files} files = {self.images} images + {self.rejected} rejected -> {self.out}",
-                 f"  answered      {self.answered}  in {self.chunks} chunk(s), {rate:.2f} images/s",
+                 f"  answered      {self.answered}  {how}, {rate:.2f} images/s",
                  f"  skipped       {self.skipped}  (already in the output)",
                  f"  parsed        {self.parsed}/{self.answered}",
                  f"  schema-valid  {self.schema_valid}/{self.answered}"]

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from plates.dump import (
-    IMAGE_EXTENSIONS, Rejected, default_rejects_path, display_name, file_kind, iter_files, name_problem, read_image_info,
-)
+from plates.dump import IMAGE_EXTENSIONS, Rejected, display_name, file_kind, iter_files, name_problem, read_image_info
 from plates.errors import UserError
 from plates.io import iter_jsonl, progress, sha256_file
 from plates.records import resolve_image
@@ -28,10 +26,6 @@ class Candidate:
     @property
     def key(self) -> str:
         return hashlib.sha256(f"{self.path}\0{self.sha256}".encode("utf-8")).hexdigest()[:32]
-
-
-def rejects_path(output: Path) -> Path:
-    return default_rejects_path(output)
 
 
 def check_image(path: str) -> tuple[str, str] | None:

@@ -36,9 +36,10 @@ from typing import Any
 from plates import predict_endpoint, swift_cli
 from plates.answer_lines import PredictSummary
 from plates.decoding import MODES as DECODINGS
+from plates.dump import default_rejects_path
 from plates.engine_answers import answer_images, prepare_engine
 from plates.errors import UserError
-from plates.image_inputs import collect_inputs, rejects_path
+from plates.image_inputs import collect_inputs
 from plates.inference import InferenceSettings
 from plates.io import check_output_file, guard_outputs, write_json
 from plates.launch import Nodes, add_distributed_arguments, stop_on_signals
@@ -77,7 +78,7 @@ def run_predict(inputs: list[str], output: str | os.PathLike, settings: Inferenc
     if chunk_size < 1:
         raise UserError("--chunk-size must be at least 1")
     output = Path(output).expanduser().absolute()
-    rejects = Path(rejects).expanduser().absolute() if rejects else rejects_path(output)
+    rejects = Path(rejects).expanduser().absolute() if rejects else default_rejects_path(output)
     guard_outputs([("INPUT", p) for p in inputs],
                   {"-o": (output, "predict"), "--rejects": (rejects, "predict-rejects")}, command="predict")
     log_path = output.with_name(f"{output.stem}.swift-infer.log")
@@ -128,7 +129,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                                                  "NPROC_PER_NODE)")})
     predict_endpoint.add_arguments(parser, source)
     parser.add_argument("--rejects", metavar="PATH", help="default: OUT with .rejects.jsonl",
-                        type=output_file("predict-rejects", derive=lambda args: rejects_path(Path(args.output))))
+                        type=output_file("predict-rejects", derive=lambda args: default_rejects_path(Path(args.output))))
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
                         help=f"answers are appended and fsynced every N images, so a kill loses at most N "
                              f"(ms-swift's write_batch_size; default {DEFAULT_CHUNK}); the model is loaded once "

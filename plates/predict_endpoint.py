@@ -25,10 +25,11 @@ from plates.answer_lines import (
     PredictSummary, contract_fingerprint, describe_answer, resume_output, settings_fingerprint,
 )
 from plates.chat_client import DEFAULT_MAX_PIXELS, ChatClient, RequestFailed
+from plates.dump import default_rejects_path
 from plates.errors import UserError
-from plates.image_inputs import Candidate, collect_inputs, rejects_path
-from plates.journal import Journal
+from plates.image_inputs import Candidate, collect_inputs
 from plates.io import guard_outputs, progress, write_json
+from plates.journal import Journal
 from plates.outputs import input_path
 from plates.schema import answer_validator
 from plates.signals import deferred
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.retries < 0 or args.timeout <= 0:
         raise UserError("--concurrency must be at least 1, --retries at least 0, --timeout above 0")
     output = Path(args.output).expanduser().absolute()
-    rejects = Path(args.rejects).expanduser().absolute() if args.rejects else rejects_path(output)
+    rejects = Path(args.rejects).expanduser().absolute() if args.rejects else default_rejects_path(output)
     guard_outputs([("INPUT", p) for p in args.inputs],
                   {"-o": (output, "predict"), "--rejects": (rejects, "predict-rejects"),
                    "--summary": (args.summary, "predict-summary") if args.summary else None}, command="predict")
@@ -182,8 +183,7 @@ def run(args: argparse.Namespace) -> int:
         summary.seconds = time.monotonic() - start
     if args.summary:
         write_json(args.summary, {**summary.to_dict(), "failed": dict(failed)})
-    print(summary.format().replace(f"in {summary.chunks} chunk(s)", f"through {len(args.endpoint)} endpoint(s)"),
-          file=sys.stderr)
+    print(summary.format(f"through {len(args.endpoint)} endpoint(s)"), file=sys.stderr)
     for reason, count in failed.most_common():
         print(f"  failed        {count}  {reason}", file=sys.stderr)
     if failed:
