@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo demo-long test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -17,6 +17,10 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/plates demo
+
+# the demo that also reads the plate characters (about 20 minutes on 2 cores)
+demo-long: $(STAMP)
+	$(VENV)/bin/plates demo --long --workdir plates-demo-long
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

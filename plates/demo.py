@@ -19,9 +19,11 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from plates.cli import main as plates_main
+from plates.contracts import DatasetLayout
 from plates.errors import UserError
 from plates.evaluation.common import BOX_FIELD
 from plates.evaluation.samples import read_samples
@@ -33,11 +35,12 @@ from plates.labels import (
 )
 from plates.outputs import output_dir
 from plates.runs import find_run_dir, last_checkpoint
-from plates.synth import make_dump
+from plates.synth import CLOSEUP_STRIP_BOX, make_dump
 
 DEFAULT_WORKDIR = "plates-demo"
 RUN_PLACEHOLDER = "RUN"  # the LoRA + ViT run folder, known only once stage 2 has trained
 STAGE1_PLACEHOLDER = "STAGE1"  # the stage-1 (full fine-tune) checkpoint, known only once stage 1 has trained
+STAGE0_PLACEHOLDER = "STAGE0"  # --long: the plate-reading stage's checkpoint, stage 1 starts from it
 # A trained model answers in about 80 tokens; the untrained base model rambles until the cap, and under schema
 # decoding its bounded strings still need about 200 tokens to close the JSON.
 DEMO_MAX_NEW_TOKENS = 256
@@ -54,6 +57,35 @@ STAGE2_PRESET = "tiny_cpu_lora"
 VISUAL_FIELDS = (VEHICLE_COLOUR, VEHICLE_ORIENTATION, PLATE_COLOUR)
 REPORTS = (("majority", "majority"), ("base", "base"), ("tuned", "tuned"),
            ("tuned_free", "tuned (free)"))
+
+
+@dataclass(frozen=True)
+class LongMode:
+    """`plates demo --long`: the model also reads the plate characters, in about 16 CPU minutes. What it takes
+    (issue 26's probes, figures in README.md): frames with a close-up strip of the plate on top
+    (:func:`plates.synth.draw_closeup_frame`: characters a merged token wide, on the token grid); a tiny model
+    whose rotary split tells image columns apart and whose tokenizer makes every label value one token, so the
+    plate number starts at the same place in every answer (``--size long``); and a curriculum: stage 0 trains the
+    same answers about the strips cut out of the training frames, where every image token shows the plate and
+    the loss sits on the number (the model reads after a plateau of ~4,700 steps; on whole frames it had not
+    left the plateau after 9,600), then stages 1 and 2 train on the frames as the default demo does.
+    """
+
+    images: int = 8000
+    val_ratio: float = 0.04  # 320 held-out frames, as the default demo holds out
+    model_size: str = "long"
+    stage0_epochs: float = 2.5
+    # A constant rate after warm-up: reading starts after a plateau of ~5,000 steps (issue 26's probes), which a
+    # cosine decay over this short stage would stretch; stage 1's cosine brings the rate down.
+    stage0_scheduler: str = "constant_with_warmup"
+    # On the strips, what only the vehicle shows counts nothing and the number counts 10x.
+    stage0_field_weights: str = "车辆品牌=0,车辆类型=0,车辆颜色=0,车辆朝向=0,车牌号码=10"
+    stage1_epochs: float = 1.0
+    stage2_epochs: float = 0.1  # LoRA + ViT for as many samples as the default demo's quarter epoch
+    field_weights: str = "车辆颜色=5,车辆朝向=5,车牌颜色=5,车牌号码=3"
+
+
+LONG = LongMode()
 
 
 def _check_requirements() -> None:
@@ -108,11 +140,14 @@ def _quote(arg: str) -> str:
 
 
 def demo_steps(workdir: Path, images: int, seed: int, epochs: float | None = None,
-               stage2_epochs: float | None = None, grounding: bool = False) -> list[tuple[str, list[str]]]:
+               stage2_epochs: float | None = None, grounding: bool = False,
+               long: LongMode | None = None) -> list[tuple[str, list[str]]]:
     """The ordered stage invocations (title, plates argv) the demo runs; pure, so tests can inspect it.
-    ``STAGE1`` stands for the stage-1 checkpoint and ``RUN`` for the stage-2 run folder, known only once each
-    has trained. ``epochs`` / ``stage2_epochs`` override the presets' epoch counts. ``grounding``: the dataset
-    also trains the plate box (``plates build --grounding``)."""
+    ``STAGE0`` / ``STAGE1`` stand for a stage's checkpoint and ``RUN`` for the stage-2 run folder, known only once
+    each has trained. ``epochs`` / ``stage2_epochs`` override the epoch counts of stage 1 and 2. ``grounding``:
+    the dataset also trains the plate box (``plates build --grounding``). ``long``: stage 0 trains on the
+    close-up strips (``dataset-strips``, written by :func:`write_strip_dataset` after build) and stage 1 starts
+    from its checkpoint."""
     w = workdir
     dump, records, teach, dataset = w / "dump", w / "records.jsonl", w / "teacher.jsonl", w / "dataset"
     model, runs, reports = w / "tiny-qwen2.5-vl", w / "runs", w / "reports"
@@ -126,14 +161,30 @@ def demo_steps(workdir: Path, images: int, seed: int, epochs: float | None = Non
                     "--batch-size", "16"]
     ratios = [a for m in ("describe", "caption", "fuse", "reason")
               for a in (f"--{m}-ratio", str(DEMO_DESCRIPTION_RATIO))]
+    if long:
+        epochs = epochs or long.stage1_epochs
+        stage2_epochs = stage2_epochs or long.stage2_epochs
     stage1_sets = ["--set", f"num_train_epochs={epochs:g}"] if epochs else []
     stage2_sets = ["--set", f"num_train_epochs={stage2_epochs:g}"] if stage2_epochs else []
+    val_ratio = long.val_ratio if long else DEMO_VAL_RATIO
     steps += [
         ("build", ["build", str(records), "-o", str(dataset), "--descriptions", str(teach), *ratios,
-                   "--val-ratio", str(DEMO_VAL_RATIO), "--seed", str(seed), *(["--grounding"] if grounding else [])]),
-        ("tiny-model", ["tiny-model", str(model), "--size", "demo"]),
+                   "--val-ratio", str(val_ratio), "--seed", str(seed), *(["--grounding"] if grounding else [])]),
+        ("tiny-model", ["tiny-model", str(model), "--size", long.model_size if long else "demo"]),
+    ]
+    stage1_model = str(model)
+    if long:
+        stage1_model = STAGE0_PLACEHOLDER
+        steps.append(("train stage 0 (full fine-tune on the plate strips alone, to learn to read)",
+                      ["train", "--preset", STAGE1_PRESET, "--dataset", str(w / "dataset-strips"), "--model",
+                       str(model), "--output-dir", str(runs / "stage0"), "--set",
+                       f"num_train_epochs={long.stage0_epochs:g}", "--set",
+                       f"lr_scheduler_type={long.stage0_scheduler}", "--env",
+                       f"PLATES_FIELD_LOSS_WEIGHTS={long.stage0_field_weights}"]))
+        stage1_sets += ["--env", f"PLATES_FIELD_LOSS_WEIGHTS={long.field_weights}"]
+    steps += [
         ("train stage 1 (full fine-tune, stands in for pretraining)",
-         ["train", "--preset", STAGE1_PRESET, "--dataset", str(dataset), "--model", str(model),
+         ["train", "--preset", STAGE1_PRESET, "--dataset", str(dataset), "--model", stage1_model,
           "--output-dir", str(runs / "stage1"), *stage1_sets]),
         ("train stage 2 (LoRA + unfrozen ViT: the product recipe)",
          ["train", "--preset", STAGE2_PRESET, "--dataset", str(dataset), "--model", STAGE1_PLACEHOLDER,
@@ -154,15 +205,53 @@ def demo_steps(workdir: Path, images: int, seed: int, epochs: float | None = Non
     return steps
 
 
+def write_strip_dataset(dataset: Path, strips_dir: Path,
+                        strip_box: tuple[int, int, int, int] = CLOSEUP_STRIP_BOX) -> int:
+    """`demo --long`'s stage-0 training set from the `plates build` output ``dataset``: every training sample that
+    asks for the JSON answer about a one-plate frame, the same question and answer about the frame's close-up strip
+    alone (``strip_box``, cut as ms-swift decodes the frame, saved losslessly under ``strips_dir/strips/``). Only
+    training frames: the held-out vehicles' numbers stay unseen. The build's val.jsonl and stats.json (the prompt
+    contract) are copied. Returns the number of samples."""
+    from PIL import Image
+
+    layout = DatasetLayout.of(dataset)
+    strips = strips_dir / "strips"
+    if strips.is_dir():
+        shutil.rmtree(strips)  # the demo's own folder: strips of an earlier draw would mislead
+    strips.mkdir(parents=True)
+    rows = []
+    for _, row in iter_jsonl(layout.train, []):
+        try:
+            answer = json.loads(reference_text(row))
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue  # descriptions: about the vehicle, which the strip does not show
+        plates = answer.get(PLATE_GROUP) if isinstance(answer, dict) else None
+        if not isinstance(plates, dict) or not plates.get(PLATE_NUMBER) or len(row.get("images") or []) != 1:
+            continue
+        strip = strips / f"{len(rows):06d}.png"
+        with Image.open(row["images"][0]) as image:
+            image.convert("RGB").crop(strip_box).save(strip)
+        rows.append({**row, "images": [str(strip)]})
+    if not rows:
+        raise UserError(f"{layout.train}: no training answer about a frame with one plate to cut a strip from")
+    target = DatasetLayout.of(strips_dir)
+    write_jsonl(target.train, rows)
+    for name in ("val", "stats"):
+        shutil.copyfile(getattr(layout, name), getattr(target, name))
+    print(f"    {len(rows)} training answers asked again about their frames' close-up strips -> {strips_dir.name}/ "
+          f"(stage 0)")
+    return len(rows)
+
+
 def latest_run(runs: Path) -> Path | None:
     """The newest ms-swift run folder (``v3-20250101-120000``) under ``runs``."""
     return find_run_dir(runs, before=set(), seen_output_dir=None)
 
 
-def _stage1_checkpoint(workdir: Path) -> Path:
-    checkpoint = last_checkpoint(latest_run(workdir / "runs" / "stage1"))
+def _checkpoint(workdir: Path, stage: str) -> Path:
+    checkpoint = last_checkpoint(latest_run(workdir / "runs" / stage))
     if checkpoint is None:
-        raise UserError(f"stage 1 left no checkpoint under {workdir / 'runs' / 'stage1'}")
+        raise UserError(f"{stage} left no checkpoint under {workdir / 'runs' / stage}")
     return checkpoint
 
 
@@ -170,7 +259,8 @@ DEMO_MARKER = ".plates-demo"  # marks a workdir the demo made: only there may it
 
 
 def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: float | None = None,
-             stage2_epochs: float | None = None, verbose: bool = False, grounding: bool = False) -> Path:
+             stage2_epochs: float | None = None, verbose: bool = False, grounding: bool = False,
+             long: LongMode | None = None) -> Path:
     _check_requirements()
     if workdir.exists() and not workdir.is_dir():
         raise UserError(f"--workdir {workdir} is a file; give a folder (it is created if missing)")
@@ -194,11 +284,14 @@ def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: fl
     boxes.unlink(missing_ok=True)  # a stale one from an earlier --grounding run would describe another drawing
     if grounding:
         print("    --grounding: each plate at a random place and size; where it was drawn goes to " + boxes.name)
+    if long:
+        print("    --long: each frame (224 x 168 px) shows a close-up strip of the plate above the vehicle")
     make_dump(dump, images, seed=seed, broken=3, corrupt=1, width=width, height=height, balanced=True,
-              random_plates=grounding, boxes_file=boxes if grounding else None)
-    for title, argv in demo_steps(workdir, images, seed, epochs, stage2_epochs, grounding):
-        if STAGE1_PLACEHOLDER in argv:
-            argv = [str(_stage1_checkpoint(workdir)) if a == STAGE1_PLACEHOLDER else a for a in argv]
+              random_plates=grounding, boxes_file=boxes if grounding else None, closeup=long is not None)
+    for title, argv in demo_steps(workdir, images, seed, epochs, stage2_epochs, grounding, long):
+        for placeholder, stage in ((STAGE0_PLACEHOLDER, "stage0"), (STAGE1_PLACEHOLDER, "stage1")):
+            if placeholder in argv:
+                argv = [str(_checkpoint(workdir, stage)) if a == placeholder else a for a in argv]
         if RUN_PLACEHOLDER in argv:
             run = latest_run(workdir / "runs" / "stage2")
             if run is None:
@@ -211,14 +304,18 @@ def run_demo(workdir: Path, images: int = DEMO_IMAGES, seed: int = 0, epochs: fl
             _show_rejects(workdir / "records.rejects.jsonl")
             if grounding:
                 add_drawn_boxes(workdir / "records.jsonl", boxes)
+        if title == "build" and long:
+            write_strip_dataset(workdir / "dataset", workdir / "dataset-strips")
     print(scoreboard(workdir / "reports"))
-    losses = [_loss_summary(latest_run(workdir / "runs" / stage), stage) for stage in ("stage1", "stage2")]
+    stages = ("stage0", "stage1", "stage2") if long else ("stage1", "stage2")
+    losses = [_loss_summary(latest_run(workdir / "runs" / stage), stage) for stage in stages]
     location = location_test(_load_reports(workdir / "reports")) if grounding else None
     if location:
         verdict = "locates the plate better than" if location["p"] < 1e-3 else "is not shown to beat"
         losses.append(f"plate location: the tuned model {verdict} the training set's mean box (mean IoU "
                       f"{location['tuned']:.3f} vs {location['baseline']:.3f}, p = {location['p']:.1e})")
-    print(_closing_notes(workdir, time.monotonic() - started, "\n".join(losses), read_drawings(workdir / "reports")))
+    print(_closing_notes(workdir, time.monotonic() - started, "\n".join(losses), read_drawings(workdir / "reports"),
+                         reading_test(_load_reports(workdir / "reports")), long is not None))
     return workdir
 
 
@@ -328,14 +425,14 @@ def sign_test_greater(tuned: list[float], baseline: list[float]) -> tuple[int, i
     return wins, losses, binomial_tail(wins, wins + losses, 0.5) if wins + losses else 1.0
 
 
-def vehicle_ious(report: dict | None) -> dict[str, float]:
-    """Each held-out vehicle's mean plate IoU in a report (from its per-answer ``samples``; vehicles whose
-    answers have no reference box are left out)."""
+def vehicle_means(report: dict | None, metric: str = "mean_iou") -> dict[str, float]:
+    """Each held-out vehicle's mean of a per-answer metric in a report (from its ``samples``; answers the metric
+    does not apply to, e.g. no reference box for ``mean_iou``, are left out)."""
     read = read_samples(report) if report else None
-    if read is None or "mean_iou" not in read[2]:
+    if read is None or metric not in read[2]:
         return {}
     _, vehicles, columns = read
-    num, den = columns["mean_iou"]
+    num, den = columns[metric]
     sums: dict[str, list[float]] = {}
     for vehicle, n, d in zip(vehicles, num, den):
         if d > 0:
@@ -345,13 +442,32 @@ def vehicle_ious(report: dict | None) -> dict[str, float]:
     return {vehicle: n / d for vehicle, (n, d) in sums.items()}
 
 
+def reading_test(loaded: dict[str, dict | None]) -> dict | None:
+    """The tuned model's plate characters against the majority baseline's (the commonest character at each
+    position): both accuracies, full-plate accuracies, per-position accuracies and a one-sided sign test over
+    held-out vehicles, each scored by its mean character accuracy (per vehicle for the reason
+    :func:`location_test` gives; a binomial test over characters would treat the characters of one plate, and
+    the frames of one vehicle, as independent). None without plate numbers in both reports."""
+    tuned, baseline = (vehicle_means(loaded.get(n), "plate_char_accuracy") for n in ("tuned", "majority"))
+    shared = sorted(set(tuned) & set(baseline))
+    plates = [(loaded.get(n) or {}).get("plate") or {} for n in ("tuned", "majority")]
+    if not shared or not all("char_accuracy" in p for p in plates):
+        return None
+    wins, losses, p = sign_test_greater([tuned[v] for v in shared], [baseline[v] for v in shared])
+    return {"tuned": plates[0]["char_accuracy"], "baseline": plates[1]["char_accuracy"],
+            "full_tuned": plates[0].get("full_plate_accuracy"), "full_baseline": plates[1].get("full_plate_accuracy"),
+            "by_position": plates[0].get("by_position") or [],
+            "baseline_by_position": plates[1].get("by_position") or [],
+            "vehicles": len(shared), "wins": wins, "losses": losses, "ties": len(shared) - wins - losses, "p": p}
+
+
 def location_test(loaded: dict[str, dict | None]) -> dict | None:
     """The tuned model's plate location against the mean-box baseline (the majority report, whose every plate is
     the training set's mean box): both mean IoUs and a one-sided sign test over held-out vehicles, each scored
     by its mean plate IoU. A sign test, not a t-test or a bootstrap: IoU piles up at 0 and 1 (no normal
     approximation), it is exact at the demo's few dozen vehicles, and it reads like the colours' binomial test.
     Per vehicle, not per image: the frames of one vehicle are not independent draws. None without boxes."""
-    tuned, baseline = vehicle_ious(loaded.get("tuned")), vehicle_ious(loaded.get("majority"))
+    tuned, baseline = vehicle_means(loaded.get("tuned")), vehicle_means(loaded.get("majority"))
     shared = sorted(set(tuned) & set(baseline))
     if not shared:
         return None
@@ -404,7 +520,8 @@ def scoreboard(reports: Path) -> str:
     rows = [("strict JSON", lambda r: r and r.get("json_valid_rate")),
             ("schema-valid", lambda r: r and r.get("schema_valid_rate"))]
     rows += [(f, lambda r, f=f: _field(r, f)) for f in (*VEHICLE_FIELDS, *PLATE_FIELDS) if f != PLATE_NUMBER]
-    rows += [("plate chars", lambda r: r and r.get("plate_char_accuracy"))]
+    rows += [("plate chars", lambda r: r and r.get("plate_char_accuracy")),
+             ("full plates", lambda r: r and (r.get("plate") or {}).get("full_plate_accuracy"))]
     widths = [14] + [13] * len(REPORTS)
     cell = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     lines = ["", "=== scoreboard (held-out images; majority = always the commonest training value)",
@@ -420,6 +537,15 @@ def scoreboard(reports: Path) -> str:
     for f, correct, support, base, p in _drawn_attribute_tests(loaded):
         lines.append(f"{f}: tuned {correct}/{support} vs majority {100 * base:.1f}%: "
                      f"p = {p:.1e} that a majority guesser does as well")
+    reading = reading_test(loaded)
+    if reading:
+        positions = " / ".join(f"{100 * t:.0f}|{100 * b:.0f}" for t, b in
+                               zip(reading["by_position"], reading["baseline_by_position"]))
+        lines.append(f"plate chars by position, tuned|majority (%): {positions}")
+        lines.append(f"plate chars: tuned {100 * reading['tuned']:.1f}% vs majority {100 * reading['baseline']:.1f}%; "
+                     f"per held-out vehicle tuned better {reading['wins']}, worse {reading['losses']}, tied "
+                     f"{reading['ties']} of {reading['vehicles']}: p = {reading['p']:.1e} that the majority "
+                     f"does as well (one-sided sign test)")
     test = location_test(loaded)
     if test:
         lines.append(f"{PLATE_BOX}: tuned mean IoU {test['tuned']:.3f} vs {test['baseline']:.3f} for the training "
@@ -462,26 +588,38 @@ def _wrap(text: str, width: int = 115) -> str:
     return textwrap.fill(" ".join(text.split()), width)
 
 
-def _closing_notes(w: Path, seconds: float, loss: str = "", read: tuple[list[str], list[str]] = ((), ())) -> str:
+def _closing_notes(w: Path, seconds: float, loss: str = "", read: tuple[list[str], list[str]] = ((), ()),
+                   characters: dict | None = None, long: bool = False) -> str:
     learnt, not_learnt = read
     boxes = "; dump.boxes.jsonl (where each plate was drawn)" if (w / "dump.boxes.jsonl").is_file() else ""
+    runs = "runs/stage1 (full fine-tune) and runs/stage2 (LoRA + ViT)"
+    if long:
+        runs = ("dataset-strips/ (the training answers about the plate strips), runs/stage0 (on the strips), "
+                "runs/stage1 (full fine-tune) and runs/stage2 (LoRA + ViT)")
+    reads_plates = bool(characters and characters["p"] < 1e-3 and characters["tuned"] > characters["baseline"])
     reading = (f"reads {', '.join(learnt)} well above the majority column (p < 1e-3)" if learnt
                else "does not yet read any drawn attribute above the majority column")
-    if not_learnt:
+    chars = ("the plate characters" if not reads_plates else
+             f"reads the plate characters ({100 * characters['tuned']:.1f}% vs {100 * characters['baseline']:.1f}%, "
+             f"p = {characters['p']:.1e})")
+    if reads_plates:
+        reading += f"; it {chars}" + (f"; {', '.join(not_learnt)} needs more training" if not_learnt else "")
+    elif not_learnt:
         reading += f"; {', '.join(not_learnt)} and the plate characters need more training than this budget"
     else:
-        reading += "; the plate characters need more training than this budget"
-    proof = f"""What these numbers prove: every stage runs for real (swift sft twice, swift infer three times), and the scores are
-honest: the majority column is what answering without looking at the image scores on the same held-out vehicles,
+        reading += "; the plate characters need more training than this budget (`plates demo --long` reads them)"
+    trainings = "three times" if long else "twice"
+    proof = f"""What these numbers prove: every stage runs for real (swift sft {trainings}, swift infer three times), and the
+scores are honest: the majority column is what answering without looking at the image scores on the same held-out vehicles,
 and each p-value says how likely a majority guesser would do as well as the tuned model on a drawn attribute.
-Within ten CPU minutes a random {DEMO_MODEL_WIDTH}-wide, 2-layer model learns the answer format (strict JSON under
-free decoding) and {reading}. Stage 1 (a full fine-tune) stands in for the
+In {seconds / 60:.0f} CPU minutes a random {DEMO_MODEL_WIDTH}-wide, 2-layer model learns the answer format (strict JSON
+under free decoding) and {reading}. Stage 1 (a full fine-tune) stands in for the
 pretraining a real base model already has; stage 2 is the product's recipe (LoRA, vision tower unfrozen). They do
 not prove anything about real photographs or a real model. For a real run change:"""
     return f"""
 === demo finished in {seconds / 60:.1f} min. Artefacts in {w}:
   dump/ (drawn images), records.jsonl + records.rejects.jsonl, teacher.jsonl, dataset/ (train.jsonl, val.jsonl,
-  stats.json), tiny-qwen2.5-vl/, runs/stage1 (full fine-tune) and runs/stage2 (LoRA + ViT) with their manifests and
+  stats.json), tiny-qwen2.5-vl/, {runs} with their manifests and
   swift-sft.log, results.{{majority,base,tuned,tuned_free}}.jsonl (+ .swift-infer.log), reports/*.json|.md,
   reports/plots/, demo.log (teach and eval output){boxes}
 {loss}
@@ -499,16 +637,24 @@ not prove anything about real photographs or a real model. For a real run change
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=output_dir(convert=Path), default=Path(DEFAULT_WORKDIR),
                         help=f"where every artefact goes (default: ./{DEFAULT_WORKDIR}); re-running reuses it")
-    parser.add_argument("--images", type=int, default=DEMO_IMAGES,
-                        help=f"number of drawn images (default: {DEMO_IMAGES}; {DEMO_VAL_RATIO:.0%}% of the vehicles "
-                             "are held out)")
+    parser.add_argument("--images", type=int,
+                        help=f"number of drawn images (default: {DEMO_IMAGES}, {DEMO_VAL_RATIO:.0%}% of the vehicles "
+                             f"held out; with --long {LONG.images}, {LONG.val_ratio:.0%}% held out)")
     parser.add_argument("--epochs", type=float, help=f"stage-1 epochs (default: the {STAGE1_PRESET} preset's)")
     parser.add_argument("--stage2-epochs", type=float, help=f"stage-2 epochs (default: the {STAGE2_PRESET} preset's)")
+    parser.add_argument("--stage0-epochs", type=float,
+                        help=f"--long only: epochs of stage 0, the answers about the plate strips (default: "
+                             f"{LONG.stage0_epochs:g})")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the dump and the split")
     parser.add_argument("--grounding", action="store_true",
                         help="plate location too: draw each plate at a random place and size, train its box "
                              "(plates build --grounding) and score the tuned model's mean IoU against the training "
                              "set's mean box (one-sided sign test over held-out vehicles); off by default")
+    parser.add_argument("--long", action="store_true",
+                        help="read the plate characters too (about 16 minutes on 2 cores): frames with a close-up "
+                             "strip of the plate on top, a tiny model whose rotary split tells image columns apart, "
+                             "and a stage 0 on the strips alone; the scoreboard adds per-position and full-plate "
+                             "accuracy and a sign test against the majority's characters")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show every stage's output and stream ms-swift's (by default the teach and eval "
                              "stages write to WORKDIR/demo.log and ms-swift to each run's log)")
@@ -521,15 +667,27 @@ def run(args: argparse.Namespace) -> int:
     stage beside a majority baseline. Takes about 10 minutes on 2 cores. With --grounding the plates are drawn
     at random places and sizes and the model also learns their boxes, scored by mean IoU against the training
     set's mean box."""
-    if args.images < 8:
+    if args.long and args.grounding:
+        raise UserError("--long and --grounding are separate demos (the close-up frames draw the plate in a fixed "
+                        "strip); give one")
+    images = args.images if args.images is not None else (LONG.images if args.long else DEMO_IMAGES)
+    if images < 8:
         raise UserError("--images must be at least 8 (the split needs a few vehicles on each side)")
-    for name in ("epochs", "stage2_epochs"):
+    if args.stage0_epochs is not None and not args.long:
+        raise UserError("--stage0-epochs is for --long (the default demo has no stage 0)")
+    for name in ("epochs", "stage2_epochs", "stage0_epochs"):
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise UserError(f"--{name.replace('_', '-')} must be a positive number of epochs (e.g. 1 or 0.25)")
-    run_demo(args.workdir.resolve(), args.images, args.seed, args.epochs, args.stage2_epochs, args.verbose,
-             args.grounding)
+    run_demo(args.workdir.resolve(), images, args.seed, args.epochs, args.stage2_epochs, args.verbose,
+             args.grounding, _long_mode(args))
     return 0
+
+
+def _long_mode(args: argparse.Namespace) -> LongMode | None:
+    if not args.long:
+        return None
+    return replace(LONG, stage0_epochs=args.stage0_epochs) if args.stage0_epochs else LONG
 
 
 COMMANDS = {"demo": (configure, run, "run the whole pipeline end to end on CPU (no GPU, no network)")}

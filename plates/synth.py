@@ -341,25 +341,59 @@ def draw_vehicle_boxes(labels: dict[str, Any], width: int = 160, height: int = 1
             x0 = rng.randint(index * width // len(plates) + 2, (index + 1) * width // len(plates) - plate_w - 2)
             y0 = rng.randint(int(height * 0.4), height - plate_h - 2)
         boxes.append([x0, y0, x0 + plate_w, y0 + plate_h])
-        colour_name = plate.get(PLATE_COLOUR, UNKNOWN)
-        cv2.rectangle(image, (x0, y0), (x0 + plate_w, y0 + plate_h), PLATE_BGR.get(colour_name, PLATE_BGR[UNKNOWN]), -1)
-        if colour_name == "黄绿色":
-            cv2.rectangle(image, (x0 + plate_w // 4, y0), (x0 + plate_w, y0 + plate_h), PLATE_BGR["绿色"], -1)
-        ink = _PLATE_TEXT_BGR.get(colour_name, (0, 0, 0))
-        text = _glyph_text(plate.get(PLATE_NUMBER, ""))
-        lines = [text[:2], text[2:]] if double else [text]
-        line_h = plate_h / len(lines)
-        for row, line in enumerate(lines):
-            if not line:
-                continue
-            (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
-            scale = min((plate_w - 4) / max(tw, 1), (line_h - 3) / max(th, 1))
-            (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
-            origin = (x0 + (plate_w - tw) // 2, int(y0 + line_h * row + (line_h + th) / 2))
-            cv2.putText(image, line, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 2 if scale > 0.6 else 1,
-                        cv2.LINE_AA)
+        _draw_plate(image, plate, x0, y0, plate_w, plate_h)
     return image, boxes
 
+
+def _draw_plate(image, plate: dict[str, Any], x0: int, y0: int, plate_w: int, plate_h: int) -> None:
+    """A plate in its colour with its number written to fill it (a double-layer plate on two lines: the province
+    and letter, then the serial), onto ``image`` at ``(x0, y0)``."""
+    import cv2
+
+    double = plate.get(PLATE_LAYERS) == "双层车牌"
+    colour_name = plate.get(PLATE_COLOUR, UNKNOWN)
+    cv2.rectangle(image, (x0, y0), (x0 + plate_w, y0 + plate_h), PLATE_BGR.get(colour_name, PLATE_BGR[UNKNOWN]), -1)
+    if colour_name == "黄绿色":
+        cv2.rectangle(image, (x0 + plate_w // 4, y0), (x0 + plate_w, y0 + plate_h), PLATE_BGR["绿色"], -1)
+    ink = _PLATE_TEXT_BGR.get(colour_name, (0, 0, 0))
+    text = _glyph_text(plate.get(PLATE_NUMBER, ""))
+    lines = [text[:2], text[2:]] if double else [text]
+    line_h = plate_h / len(lines)
+    for row, line in enumerate(lines):
+        if not line:
+            continue
+        (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
+        scale = min((plate_w - 4) / max(tw, 1), (line_h - 3) / max(th, 1))
+        (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+        origin = (x0 + (plate_w - tw) // 2, int(y0 + line_h * row + (line_h + th) / 2))
+        cv2.putText(image, line, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 2 if scale > 0.6 else 1,
+                    cv2.LINE_AA)
+
+
+# `plates demo --long`'s frames, as many traffic cameras save them: a close-up strip of the plate on top, large
+# enough to read, and the vehicle below. Every size is a multiple of the vision tower's 28-px merged token, so the
+# strip cut out of a frame (CLOSEUP_STRIP_BOX) puts each character on the same tokens as in the frame.
+CLOSEUP_WIDTH = 224
+CLOSEUP_STRIP_BOX = (0, 0, CLOSEUP_WIDTH, 56)
+CLOSEUP_VEHICLE_HEIGHT = 112
+
+
+def draw_closeup_frame(labels: dict[str, Any], rng: random.Random | None = None):
+    """(image, plate boxes) of a close-up frame, 224 x 168: the first plate in a full-width strip
+    (``CLOSEUP_STRIP_BOX``, characters about a merged token high; no plate: a grey strip) over
+    :func:`draw_vehicle_boxes` at 224 x 112 (its plates on the bumper; their boxes returned, in the frame's
+    pixels)."""
+    import numpy as np
+
+    x1, y1, x2, y2 = CLOSEUP_STRIP_BOX
+    vehicle, boxes = draw_vehicle_boxes(labels, CLOSEUP_WIDTH, CLOSEUP_VEHICLE_HEIGHT, rng)
+    strip = np.empty((y2 - y1, x2 - x1, 3), np.uint8)
+    strip[:] = PLATE_BGR[UNKNOWN]
+    plates = labels.get(PLATE_GROUP) or []
+    if plates:
+        _draw_plate(strip, plates[0], 0, 0, x2 - x1 - 1, y2 - y1 - 1)
+    shift = y2 - y1
+    return np.concatenate([strip, vehicle]), [[a, b + shift, c, d + shift] for a, b, c, d in boxes]
 
 def _broken_name(rng: random.Random, index: int) -> str:
     kinds = (
@@ -403,7 +437,7 @@ def dump_entries(n: int, *, seed: int = 0, balanced: bool = False) -> Iterator[D
 
 def make_dump(root: str | Path, n: int, *, seed: int = 0, broken: int = 0, corrupt: int = 0,
               width: int = 160, height: int = 120, balanced: bool = False, random_plates: bool = False,
-              boxes_file: str | Path | None = None) -> list[Path]:
+              boxes_file: str | Path | None = None, closeup: bool = False) -> list[Path]:
     """Write a labelled dump under ``root``: the ``n`` images of :func:`dump_entries` drawn as JPEGs of about
     ``width`` x ``height``, plus ``broken`` files whose names cannot be parsed (or are not images) and ``corrupt``
     files with a valid name but garbage bytes. Deterministic for a seed; returns every path written.
@@ -411,7 +445,8 @@ def make_dump(root: str | Path, n: int, *, seed: int = 0, broken: int = 0, corru
     ``random_plates``: plates at a random place and size (:func:`draw_vehicle_boxes`). ``boxes_file``: a JSONL
     of where each image's plates were drawn, ``{"image": <path relative to root>, "plate_geometry": [{"box":
     [x1, y1, x2, y2]}, …]}`` (the shape of a record's ``plate_geometry``, see :mod:`plates.records`): seed-grammar
-    names carry no box, so this sidecar is how the labels of a drawn dump get them."""
+    names carry no box, so this sidecar is how the labels of a drawn dump get them. ``closeup``: every image is a
+    :func:`draw_closeup_frame` of fixed size (``width`` and ``height`` are not used)."""
     import cv2
 
     root = Path(root)
@@ -427,7 +462,10 @@ def make_dump(root: str | Path, n: int, *, seed: int = 0, broken: int = 0, corru
         for entry in dump_entries(n, seed=seed, balanced=balanced):
             w = width + rng.randint(-width // 8, width // 8)
             h = height + rng.randint(-height // 8, height // 8)
-            image, drawn = draw_vehicle_boxes(entry.labels, w, h, rng, random_plates)
+            if closeup:
+                image, drawn = draw_closeup_frame(entry.labels, rng)
+            else:
+                image, drawn = draw_vehicle_boxes(entry.labels, w, h, rng, random_plates)
             ok, data = cv2.imencode(".jpg", image, encode)
             if not ok:  # pragma: no cover - cv2 always encodes a uint8 BGR array
                 raise RuntimeError("cv2.imencode failed")

@@ -32,7 +32,7 @@ from plates.contracts import PLACEHOLDER_PREFIX, TINY_MARKER
 from plates.errors import UserError
 from plates import resources
 from plates.io import check_output_dir
-from plates.labels import STRUCTURE_KEYS
+from plates.labels import FIELD_TABLE, STRUCTURE_KEYS, canonical_values
 from plates.outputs import output_dir
 
 VOCAB_SIZE = 151936
@@ -55,10 +55,15 @@ EMBED_STD = 0.5
 # Named sizes for `plates tiny-model --size`. The demo's model is trained from scratch by a full fine-tune, where
 # the usual small initial embeddings start it at the loss of a uniform guess instead of far above it.
 # ``heads``: the language model's attention heads (half as many key/value heads). ``rope``: "qwen" splits the
-# rotary dims as the real checkpoint does, "spatial" gives the image rows the fast ones (see build_config).
+# rotary dims as the real checkpoint does, "spatial" gives the image rows the fast ones, "grid" gives rows and
+# columns usable frequencies (see build_config). ``long`` is `plates demo --long`'s model, which reads plates.
 SIZES = {"test": {"width": 32, "layers": 2, "embed_std": 0.5, "heads": 2, "rope": "qwen"},
-         "demo": {"width": 64, "layers": 2, "embed_std": 0.05, "heads": 4, "rope": "spatial"}}
-ROPES = ("qwen", "spatial")
+         "demo": {"width": 64, "layers": 2, "embed_std": 0.05, "heads": 4, "rope": "spatial"},
+         "long": {"width": 64, "layers": 2, "embed_std": 0.05, "heads": 2, "rope": "grid", "whole_values": True}}
+ROPES = ("qwen", "spatial", "grid")
+# The "grid" split's rotary base: rows get 0.37-1.0 rad per merged image token and columns 0.12-0.32 rad, so a
+# plate's eight columns are told apart (with the usual 10,000 the column frequencies are below 0.01 rad).
+GRID_ROPE_THETA = 10.0
 MIN_PIXELS = 56 * 56
 # The tests' size; the demo asks for a wider one (`plates tiny-model DIR --size demo`).
 DEFAULT_WIDTH = 32
@@ -96,10 +101,13 @@ The quick brown fox jumps over the lazy dog. A white sedan with a blue plate dri
 """
 
 
-def _training_corpus() -> list[str]:
+def _training_corpus(whole_values: bool = False) -> list[str]:
     """Label vocabularies (so field names and values merge into few tokens) plus the built-in sample. The field
     table's structure lines (``role:``, ``slot:``, ``bounds:`` …) are no vocabulary and are left out, so the merges
-    are learnt from names and values alone."""
+    are learnt from names and values alone. ``whole_values``: every field name and every canonical value of a closed
+    or open field is repeated until it is one token (``侧面``, not ``侧`` ``面``), so every extraction answer puts
+    its plate number the same number of tokens after the image: the `long` model reads the plate through rotary
+    positions relative to the answer, which a number that moves by a few tokens would blur (issue 26)."""
     lines = _BUILTIN_CORPUS.splitlines()
     labels = resources.asset_dir("labels")  # the shipped vocabularies: the same tokenizer everywhere
     structure = tuple(f"{key}:" for key in STRUCTURE_KEYS)
@@ -107,12 +115,17 @@ def _training_corpus() -> list[str]:
         for path in sorted(labels.glob("*.yaml")):
             lines.extend(line for line in path.read_text(encoding="utf-8").splitlines()
                          if not line.lstrip().startswith(structure))
-    # Repeat so frequent pairs clear the trainer's min_frequency even in a small corpus.
-    return [line for line in lines if line.strip()] * 3
+    lines = [line for line in lines if line.strip()] * 3  # frequent pairs clear min_frequency in a small corpus
+    if whole_values:
+        words = [f.name for f in FIELD_TABLE] + [v for f in FIELD_TABLE if f.kind in ("closed", "open")
+                                                 for v in canonical_values(f.name)]
+        lines += [" ".join(f'"{w}"' for w in words)] * 8 + words * 8
+    return lines
 
 
-def build_tokenizer():
-    """A Qwen2Tokenizer whose specials sit at the real Qwen ids (``<|endoftext|>`` = 151643 …)."""
+def build_tokenizer(whole_values: bool = False):
+    """A Qwen2Tokenizer whose specials sit at the real Qwen ids (``<|endoftext|>`` = 151643 …); ``whole_values``:
+    see :func:`_training_corpus`."""
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import BPE
     from tokenizers.trainers import BpeTrainer
@@ -128,7 +141,7 @@ def build_tokenizer():
     trainer_tok.decoder = decoders.ByteLevel()
     trainer = BpeTrainer(vocab_size=BPE_MERGE_VOCAB, min_frequency=2, show_progress=False,
                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    trainer_tok.train_from_iterator(_training_corpus(), trainer=trainer)
+    trainer_tok.train_from_iterator(_training_corpus(whole_values), trainer=trainer)
     model = json.loads(trainer_tok.to_str())["model"]
     vocab: dict[str, int] = dict(model["vocab"])
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]]
@@ -175,7 +188,9 @@ def build_config(width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS, rope:
     every visual token of a still image shares one temporal position, so the language model sees all of an
     image's tokens at (almost) the same place: a pretrained model has learnt its way around that, a random one
     trained for minutes does not. ``rope="spatial"`` (the demo's) gives the fast half to the image rows and the
-    slow half to the columns (no temporal section; theta 1e4); text positions are 1-D either way. ``heads`` is the
+    slow half to the columns (no temporal section; theta 1e4): rows are told apart, columns barely. ``rope="grid"``
+(`demo --long`'s) is the same split with theta 10, so columns get 0.12-0.32 rad per merged token as well: reading a
+plate's characters left to right needs them. Text positions are 1-D either way. ``heads`` is the
     language model's (the vision tower keeps 2); each pair of query heads shares one key/value head."""
     from transformers import Qwen2_5_VLConfig
 
@@ -190,6 +205,8 @@ def build_config(width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS, rope:
     half = hidden // heads // 2
     if rope == "spatial":
         mrope, theta = [0, half // 2, half - half // 2], 10000.0
+    elif rope == "grid":
+        mrope, theta = [0, half // 2, half - half // 2], GRID_ROPE_THETA
     else:
         mrope, theta = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8], 1000000.0
     text = dict(
@@ -242,17 +259,18 @@ def _built_as(model_dir: Path) -> dict | None:
 
 
 def _same_build(model_dir: Path, seed: int, width: int, layers: int, embed_std: float, heads: int,
-                rope: str) -> bool:
+                rope: str, whole_values: bool = False) -> bool:
     marker = _built_as(model_dir) or {}
     return is_complete(model_dir) and (
         marker.get("seed"), marker.get("width", DEFAULT_WIDTH), marker.get("layers", DEFAULT_LAYERS),
-        marker.get("embed_std", EMBED_STD), marker.get("heads", 2), marker.get("rope", "qwen")
-    ) == (seed, width, layers, embed_std, heads, rope)
+        marker.get("embed_std", EMBED_STD), marker.get("heads", 2), marker.get("rope", "qwen"),
+        marker.get("whole_values", False)
+    ) == (seed, width, layers, embed_std, heads, rope, whole_values)
 
 
 def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bool = False,
                      width: int = DEFAULT_WIDTH, layers: int = DEFAULT_LAYERS, embed_std: float = EMBED_STD,
-                     heads: int = 2, rope: str = "qwen") -> Path:
+                     heads: int = 2, rope: str = "qwen", whole_values: bool = False) -> Path:
     """Write the tiny model to ``out_dir`` and return it. Reuses a complete build of the same seed and size
     unless ``overwrite`` (a tiny model of another size is replaced); refuses to write into a non-empty folder
     that is not one.
@@ -261,7 +279,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
     start the model above the loss of a uniform guess, and a tiny model would spend its first steps pushing
     ~150k logits down one by one; zero rows move together, as one."""
     out_dir = Path(out_dir).expanduser().resolve()
-    if _same_build(out_dir, seed, width, layers, embed_std, heads, rope) and not overwrite:
+    if _same_build(out_dir, seed, width, layers, embed_std, heads, rope, whole_values) and not overwrite:
         return out_dir
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not is_complete(out_dir):
         raise UserError(f"{out_dir} exists and is not a tiny model; choose an empty or new folder")
@@ -273,7 +291,7 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         torch.manual_seed(seed)
-        tokenizer = build_tokenizer()
+        tokenizer = build_tokenizer(whole_values)
         processor = build_processor(tokenizer)
         config = build_config(width, layers, rope, heads)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
@@ -287,12 +305,12 @@ def build_tiny_model(out_dir: str | os.PathLike, *, seed: int = 0, overwrite: bo
         processor.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         marker = {"kind": "plates tiny Qwen2.5-VL", "seed": seed, "width": width, "layers": layers,
-                  "embed_std": embed_std, "heads": heads, "rope": rope,
+                  "embed_std": embed_std, "heads": heads, "rope": rope, "whole_values": whole_values,
                   "template": "qwen2_5_vl",
                   "model_type": "qwen2_5_vl", "parameters": sum(p.numel() for p in model.parameters())}
         (staging / TINY_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         staging.chmod(0o755)
-        if _same_build(out_dir, seed, width, layers, embed_std, heads, rope) and not overwrite:
+        if _same_build(out_dir, seed, width, layers, embed_std, heads, rope, whole_values) and not overwrite:
             return out_dir  # another process finished the same build first
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -311,7 +329,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=sorted(SIZES), default="test",
                         help="test: 32 wide, for the plumbing tests in seconds (default); demo: 64 wide, 4 heads, "
                              "small initial embeddings and rotary positions that tell image rows apart, which a full "
-                             "fine-tune teaches the answer format and to read the drawings in minutes")
+                             "fine-tune teaches the answer format and to read the drawings in minutes; long: the demo "
+                             "size with rotary positions for image columns too and label values as whole tokens, "
+                             "for `plates demo --long`, which reads plates")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ import pytest
 
 from plates.cli import build_parser, main
 from plates.demo import (
-    RUN_PLACEHOLDER, STAGE1_PLACEHOLDER, binomial_tail, demo_steps, majority_answer, scoreboard, write_majority_results,
+    LONG, RUN_PLACEHOLDER, STAGE0_PLACEHOLDER, STAGE1_PLACEHOLDER, binomial_tail, demo_steps,
+    majority_answer, scoreboard, write_majority_results,
 )
 from plates.io import read_jsonl, write_jsonl
 from plates.synth import make_dump
@@ -41,6 +42,94 @@ def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
     builds = [argv for _, argv in demo_steps(tmp_path / "w", 24, 0, grounding=True) if argv[0] == "build"]
     assert "--grounding" in builds[0] and parser.parse_args(builds[0]).grounding
     assert not any("--grounding" in argv for _, argv in steps)
+
+
+def test_the_long_demo_trains_on_the_strips_first(tmp_path):
+    """`demo --long`'s stages: the `long` tiny model, stage 0 on the strips from the tiny model (constant rate, the
+    vehicle's fields weighted 0 and the number up), stage 1 from stage 0's checkpoint on the frames with the
+    number's tokens weighted too, stage 2 on the frames, the held-out share of --long; every one a valid plates
+    command."""
+    parser = build_parser()
+    w = tmp_path / "w"
+    steps = demo_steps(w, 24, 0, long=LONG)
+    assert [argv[0] for _, argv in steps].count("train") == 3
+    tiny = next(argv for _, argv in steps if argv[0] == "tiny-model")
+    assert tiny[tiny.index("--size") + 1] == "long"
+    build = next(argv for _, argv in steps if argv[0] == "build")
+    assert build[build.index("--val-ratio") + 1] == str(LONG.val_ratio)
+    stage0, stage1, stage2 = [argv for _, argv in steps if argv[0] == "train"]
+    assert stage0[stage0.index("--dataset") + 1] == str(w / "dataset-strips")
+    assert stage0[stage0.index("--model") + 1] == str(w / "tiny-qwen2.5-vl")
+    assert f"num_train_epochs={LONG.stage0_epochs:g}" in stage0 and "lr_scheduler_type=constant_with_warmup" in stage0
+    assert stage0[stage0.index("--env") + 1] == f"PLATES_FIELD_LOSS_WEIGHTS={LONG.stage0_field_weights}"
+    assert "车辆颜色=0" in LONG.stage0_field_weights and "车牌号码=" in LONG.field_weights
+    assert stage1[stage1.index("--model") + 1] == STAGE0_PLACEHOLDER
+    assert stage1[stage1.index("--dataset") + 1] == str(w / "dataset") == stage2[stage2.index("--dataset") + 1]
+    assert f"num_train_epochs={LONG.stage1_epochs:g}" in stage1
+    assert stage1[stage1.index("--env") + 1] == f"PLATES_FIELD_LOSS_WEIGHTS={LONG.field_weights}"
+    assert f"num_train_epochs={LONG.stage2_epochs:g}" in stage2
+    placeholders = (RUN_PLACEHOLDER, STAGE0_PLACEHOLDER, STAGE1_PLACEHOLDER)
+    for _, argv in steps:
+        args = parser.parse_args([str(tmp_path / "run") if a in placeholders else a for a in argv])
+        assert callable(args._run)
+    given = [argv for _, argv in demo_steps(w, 24, 0, epochs=0.3, stage2_epochs=0.2, long=LONG) if argv[0] == "train"]
+    assert "num_train_epochs=0.3" in given[1] and "num_train_epochs=0.2" in given[2]
+    assert not any(argv[0] == "train" and STAGE0_PLACEHOLDER in argv for _, argv in demo_steps(w, 24, 0))
+
+
+def test_the_strip_dataset_asks_the_training_answers_about_the_strips(tmp_path):
+    """Stage 0's set: every training JSON answer about a one-plate frame, the same messages about the frame's
+    close-up strip, cut exactly as ms-swift decodes the frame (never a held-out frame: those numbers stay
+    unseen; descriptions and two-plate answers are left out); the build's val.jsonl and stats.json kept."""
+    import random
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from plates.demo import write_strip_dataset
+    from plates.errors import UserError
+    from plates.synth import CLOSEUP_STRIP_BOX, balanced_labels, draw_closeup_frame
+
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    train = [_sample(_answer("白色", "云A12345")), _sample(_answer("红色", "京B54321")),
+             _sample(_answer("黑色", "沪C11111", plates=2)), _sample("一辆白色的车。", "<image>请描述")]
+    rng = random.Random(0)
+    for i, row in enumerate(train):
+        row["images"] = [str(tmp_path / f"car{i} 帧.jpg")]
+        cv2.imwrite(row["images"][0], draw_closeup_frame(balanced_labels(rng), rng)[0])
+    held_out = _sample(_answer("白色", "粤Z99999"))
+    write_jsonl(dataset / "train.jsonl", train)
+    write_jsonl(dataset / "val.jsonl", [held_out])
+    (dataset / "stats.json").write_text('{"prompt": "x"}', encoding="utf-8")
+    strips_dir = tmp_path / "dataset-strips"
+    assert write_strip_dataset(dataset, strips_dir) == 2
+    rows = read_jsonl(strips_dir / "train.jsonl")
+    assert [r["messages"] for r in rows] == [t["messages"] for t in train[:2]]
+    for row, frame_row in zip(rows, train):
+        (strip,) = row["images"]
+        assert Path(strip).parent == strips_dir / "strips"
+        with Image.open(strip) as cut, Image.open(frame_row["images"][0]) as frame:
+            assert cut.size == (224, 56)
+            assert np.array_equal(np.asarray(cut), np.asarray(frame.convert("RGB").crop(CLOSEUP_STRIP_BOX)))
+    assert read_jsonl(strips_dir / "val.jsonl") == [held_out]
+    assert (strips_dir / "stats.json").read_text(encoding="utf-8") == '{"prompt": "x"}'
+    assert "粤Z99999" not in (strips_dir / "train.jsonl").read_text(encoding="utf-8")
+    write_jsonl(dataset / "train.jsonl", train[2:])
+    with pytest.raises(UserError, match="no training answer about a frame with one plate"):
+        write_strip_dataset(dataset, strips_dir)
+    assert not any((strips_dir / "strips").iterdir())  # the earlier strips do not linger
+
+
+def test_long_flags_are_checked_before_any_work(tmp_path, capsys):
+    for argv, says in ((["--long", "--grounding"], "separate demos"),
+                       (["--stage0-epochs", "1"], "--stage0-epochs is for --long"),
+                       (["--long", "--stage0-epochs", "0"], "--stage0-epochs must be a positive")):
+        assert main(["demo", "--workdir", str(tmp_path / "w"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err
+    assert not (tmp_path / "w").exists()
 
 
 def _sample(answer, prompt="<image>请识别"):
@@ -222,7 +311,7 @@ def test_a_full_fine_tune_checkpoint_points_to_model(tmp_path):
 def test_mean_box_baseline_and_the_location_sign_test_by_hand(tmp_path):
     """The mean-box baseline answers every plate with the training boxes' per-coordinate mean (from grounding
     targets: `<bbox>` tags filled from `objects`), and the location p-value is a one-sided sign test over vehicles."""
-    from plates.demo import location_test, mean_box, sign_test_greater, vehicle_ious
+    from plates.demo import location_test, mean_box, sign_test_greater, vehicle_means
 
     assert mean_box([[0, 0, 10, 10], [10, 20, 30, 41]]) == [5, 10, 20, 26]  # 25.5 rounds half to even
     assert mean_box([]) is None
@@ -251,7 +340,7 @@ def test_mean_box_baseline_and_the_location_sign_test_by_hand(tmp_path):
     assert main(["eval", str(out), "--json", str(tmp_path / "majority.json")]) == 0
     report = json.loads((tmp_path / "majority.json").read_text(encoding="utf-8"))
     assert report["grounding"]["mean_iou"] == pytest.approx(0.75)
-    assert vehicle_ious(report) == pytest.approx({"car100": 1.0, "car101": 0.5})
+    assert vehicle_means(report) == pytest.approx({"car100": 1.0, "car101": 0.5})
 
     # A "tuned" answer per vehicle: exact on car101 (1.0 > 0.5), the same box as the baseline on car100 (a tie).
     tuned = [{"response": r["labels"], "labels": r["labels"], "images": r["images"]} for r in read_jsonl(out)]
@@ -305,3 +394,65 @@ def test_drawn_plates_at_random_places_come_with_their_boxes(tmp_path):
     assert add_drawn_boxes(tmp_path / "records.jsonl", boxes_file) == 30
     by_image = {r["image"]: r["plate_geometry"] for r in drawn}
     assert all(r["plate_geometry"] == by_image[r["image"]] for r in read_jsonl(tmp_path / "records.jsonl"))
+
+
+def test_the_reading_test_and_its_scoreboard_lines_by_hand(tmp_path):
+    """The characters' scoreboard: the majority number is the commonest character at each position; per-position
+    and full-plate accuracy side by side; the p-value a one-sided sign test over held-out vehicles (each scored
+    by its mean character accuracy)."""
+    from plates.demo import reading_test, _load_reports
+
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    write_jsonl(dataset / "train.jsonl", [_sample(_answer("白色", n)) for n in ("云A12345", "云A12355", "云B12345")])
+    val = [_sample(_answer("白色", "云A12345")), _sample(_answer("白色", "京C99999"))]
+    for i, row in enumerate(val):
+        row["images"] = [f"/v/car{100 + i}_frame.jpg"]
+    write_jsonl(dataset / "val.jsonl", val)
+    out = write_majority_results(dataset, tmp_path / "results.majority.jsonl")
+    assert json.loads(read_jsonl(out)[0]["response"])["车牌属性"]["车牌号码"] == "云A12345"
+    tuned = [{"response": r["labels"], "labels": r["labels"], "images": r["images"]} for r in read_jsonl(out)]
+    tuned[1]["response"] = tuned[1]["labels"].replace("京C99999", "京C99990")
+    write_jsonl(tmp_path / "results.tuned.jsonl", tuned)
+    reports = tmp_path / "reports"
+    for name in ("majority", "tuned"):
+        assert main(["eval", str(tmp_path / f"results.{name}.jsonl"), "--json", str(reports / f"{name}.json")]) == 0
+    test = reading_test(_load_reports(reports))
+    # car100: both exact (a tie); car101: tuned 6 of 7 characters, the majority none (a win) -> p = 1/2.
+    assert test["tuned"] == pytest.approx(13 / 14) and test["baseline"] == pytest.approx(0.5)
+    assert (test["full_tuned"], test["full_baseline"]) == (pytest.approx(0.5), pytest.approx(0.5))
+    assert test["by_position"] == pytest.approx([1, 1, 1, 1, 1, 1, 0.5])
+    assert test["baseline_by_position"] == pytest.approx([0.5] * 7)
+    assert (test["vehicles"], test["wins"], test["losses"], test["ties"], test["p"]) == (2, 1, 0, 1, 0.5)
+    board = scoreboard(reports)
+    assert "plate chars by position, tuned|majority (%): 100|50 / 100|50" in board and "/ 50|50" in board
+    assert "plate chars: tuned 92.9% vs majority 50.0%; per held-out vehicle tuned better 1, worse 0, tied 1 of 2" \
+        in board and "p = 5.0e-01" in board
+    assert "full plates" in board
+
+
+@pytest.mark.slow
+def test_the_long_demo_reads_the_plate_characters(tmp_path, capsys):
+    """`plates demo --long` on a smaller budget than its default (about 12 minutes on 2 cores instead of 25: half
+    the frames, stage 1 and the held-out set shrunk; stage 0 keeps ~8,600 steps, since reading starts only after a
+    plateau of ~5,000): on held-out vehicles the tuned model (real swift sft three times, real swift infer) reads
+    the plate characters well above the majority's (the commonest character at each position), at a margin a
+    per-vehicle sign test puts below 1e-3, and still reads the drawn attributes."""
+    from plates.demo import VISUAL_FIELDS, _load_reports, reading_test
+
+    workdir = tmp_path / "demo"
+    assert main(["demo", "--long", "--workdir", str(workdir), "--images", "4000", "--stage0-epochs", "4.5",
+                 "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    reports = workdir / "reports"
+    test = reading_test(_load_reports(reports))
+    assert test is not None and test["vehicles"] >= 40, scoreboard(reports)
+    assert test["p"] < 1e-3 and test["tuned"] >= test["baseline"] + 0.15, (test, scoreboard(reports))
+    tuned, majority = (json.loads((reports / f"{n}.json").read_text(encoding="utf-8")) for n in ("tuned", "majority"))
+    for f in VISUAL_FIELDS:
+        p_value = binomial_tail(tuned["fields"][f]["correct"], tuned["fields"][f]["support"],
+                                majority["fields"][f]["accuracy"])
+        assert p_value < 1e-3, (f, scoreboard(reports))
+    assert "plate chars by position" in out and "reads the plate characters" in out
+    assert len(list((workdir / "dataset-strips" / "strips").iterdir())) == len(
+        read_jsonl(workdir / "dataset-strips" / "train.jsonl"))

@@ -162,3 +162,36 @@ def test_orientation_is_drawn():
     hubcap = (170, 170, 170)  # side view only: the wheels seen in profile
     assert _share(images["侧面"], hubcap, 5) > 0.005
     assert _share(images["正面"], hubcap, 5) == _share(images["背面"], hubcap, 5) == 0
+
+
+def test_closeup_frames_show_the_plate_on_the_token_grid(tmp_path):
+    """`demo --long`'s frames: every one 224 x 168 (multiples of the 28-px merged token, within the presets'
+    50,176 pixels so nothing is resized), the close-up strip on top in the plate's colour with the number filling
+    its width, the vehicle below with its plate on the bumper (the box in the frame's pixels); the same plate gives
+    the same strip in any vehicle; no plate: an empty grey strip."""
+    from plates.synth import CLOSEUP_STRIP_BOX, balanced_labels, draw_closeup_frame
+
+    rng = random.Random(4)
+    labels = balanced_labels(rng)
+    image, boxes = draw_closeup_frame(labels, random.Random(1))
+    assert image.shape == (168, 224, 3) and CLOSEUP_STRIP_BOX == (0, 0, 224, 56)
+    ((x1, y1, x2, y2),) = boxes
+    assert 0 < x1 < x2 < 224 and 56 < y1 < y2 < 168
+    colour = labels["车牌属性"][0]["车牌颜色"]
+    assert _share(image[y1 + 1:y2 - 1, x1 + 1:x2 - 1], PLATE_BGR[colour]) > 0.4  # the bumper's plate
+    strip = image[:56]
+    assert _share(strip, PLATE_BGR[colour]) > 0.4
+    assert _share(image[56:], BODY_BGR[labels["车辆属性"]["车辆颜色"]]) > 0.1
+    ink = (strip != np.array(PLATE_BGR[colour], np.uint8)).any(axis=2)
+    columns = np.flatnonzero(ink.any(axis=0))
+    assert columns[-1] - columns[0] > 0.8 * 224  # the number fills the strip's width
+    other = balanced_labels(rng)
+    other["车牌属性"] = labels["车牌属性"]
+    assert np.array_equal(draw_closeup_frame(other, random.Random(9))[0][:56], strip)
+    empty, _ = draw_closeup_frame({"车辆属性": labels["车辆属性"], "车牌属性": []}, random.Random(1))
+    assert _share(empty[:56], PLATE_BGR["未知"]) == 1.0
+
+    written = make_dump(tmp_path / "d", 12, seed=2, balanced=True, closeup=True)
+    for path in written:
+        frame = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+        assert frame.shape == (168, 224, 3)

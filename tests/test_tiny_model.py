@@ -157,25 +157,27 @@ def test_sizes_keep_the_rotary_sections_consistent():
         assert config.vision_config.out_hidden_size == text.hidden_size
     with pytest.raises(UserError, match="width"):
         build_config(40, 2)
-    with pytest.raises(UserError, match="rope must be one of qwen, spatial"):
+    with pytest.raises(UserError, match="rope must be one of qwen, spatial, grid"):
         build_config(64, 2, "1d")
     with pytest.raises(UserError, match="heads must be 2 or 4"):
         build_config(32, 2, "qwen", 3)
 
 
-def _rotation_between_image_rows(rope: str) -> float:
-    """How far (radians, summed over a head's rotary dims) the rotary embedding turns a visual token three rows
-    below another in the same column, with the position ids the model itself gives a still image."""
+def _rotation_between_image_rows(rope: str, size: str = "demo", axis: int = 1, step: int = 3) -> float:
+    """How far (radians, summed over a head's rotary dims) the rotary embedding turns a visual token ``step``
+    rows below another in the same column (``axis`` 2: columns to the right in the same row), with the position
+    ids the model itself gives a still image."""
     import torch
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLRotaryEmbedding
 
     from plates.tiny_model import SIZES, build_config
 
-    demo = SIZES["demo"]
-    config = build_config(demo["width"], demo["layers"], rope, demo["heads"]).text_config
+    shape = SIZES[size]
+    config = build_config(shape["width"], shape["layers"], rope, shape["heads"]).text_config
     rotary = Qwen2_5_VLRotaryEmbedding(config)
     start = 40
-    positions = torch.tensor([[[start], [start]], [[start], [start + 3]], [[start], [start]]])  # (t, h, w) x 2
+    positions = torch.tensor([[[start], [start]]] * 3)  # (t, h, w) of two tokens
+    positions[axis, 1, 0] += step
     cos, sin = rotary(torch.zeros(1), positions.reshape(3, 1, 2))
     angles = torch.atan2(sin[0], cos[0])
     return float((angles[1] - angles[0]).abs().sum() / 2)
@@ -186,6 +188,39 @@ def test_the_demo_model_can_tell_image_rows_apart():
     (the temporal section, the fast one, is constant over the image); the demo's split turns them apart."""
     qwen, spatial = _rotation_between_image_rows("qwen"), _rotation_between_image_rows("spatial")
     assert qwen < 0.25 < 3 < spatial, (qwen, spatial)
+
+
+def test_the_long_demo_model_can_tell_image_columns_apart():
+    """Reading a plate left to right needs neighbouring columns apart: the "spatial" split (theta 10,000) turns a
+    token one column to the right by a few hundredths of a radian in all, `--size long`'s "grid" split (theta 10)
+    by radians in each column dim, and it keeps the rows apart as well."""
+    from plates.tiny_model import SIZES
+
+    assert SIZES["long"]["rope"] == "grid"
+    spatial = _rotation_between_image_rows("spatial", "long", axis=2, step=1)
+    grid = _rotation_between_image_rows("grid", "long", axis=2, step=1)
+    assert spatial < 0.05 and grid > 1.5, (spatial, grid)
+    assert _rotation_between_image_rows("grid", "long", axis=1, step=1) > 4
+
+
+def test_whole_values_put_the_plate_number_at_a_fixed_place_in_every_answer():
+    """`--size long`'s tokenizer makes every field name and canonical value one token, so the plate number of
+    every one-plate answer starts the same number of tokens into the answer (the default tokenizer splits some
+    values, e.g. 侧面, moving the number by a few tokens)."""
+    import random
+
+    from plates.labels import answer_from_labels
+    from plates.synth import balanced_labels
+    from plates.tiny_model import SIZES, build_tokenizer
+
+    assert SIZES["long"]["whole_values"] and not SIZES["demo"].get("whole_values")
+    rng = random.Random(3)
+    answers = [json.dumps(answer_from_labels(balanced_labels(rng)), ensure_ascii=False) for _ in range(300)]
+    offsets = {}
+    for whole in (False, True):
+        tokenizer = build_tokenizer(whole)
+        offsets[whole] = {len(tokenizer(a.split('"车牌号码": "')[0] + '"车牌号码": "')["input_ids"]) for a in answers}
+    assert len(offsets[True]) == 1 and len(offsets[False]) > 3, offsets
 
 
 def test_a_model_of_another_shape_is_not_reused(tiny_model_dir):
