@@ -67,16 +67,17 @@ class LongMode:
     whose rotary split tells image columns apart and whose tokenizer makes every label value one token, so the
     plate number starts at the same place in every answer (``--size long``); and a curriculum: stage 0 trains the
     same answers about the strips cut out of the training frames, where every image token shows the plate and
-    the loss sits on the number (the model reads after a plateau of ~4,700 steps; on whole frames it had not
-    left the plateau after 9,600), then stages 1 and 2 train on the frames as the default demo does.
+    the loss sits on the number (the model reads after a plateau of 4,700 to 7,900 steps on the draws measured; on
+    whole frames it had not left the plateau after 9,600), then stages 1 and 2 train on the frames as the default
+    demo does.
     """
 
     images: int = 8000
     val_ratio: float = 0.04  # 320 held-out frames, as the default demo holds out
     model_size: str = "long"
     stage0_epochs: float = 2.5
-    # A constant rate after warm-up: reading starts after a plateau of ~5,000 steps (issue 26's probes), which a
-    # cosine decay over this short stage would stretch; stage 1's cosine brings the rate down.
+    # A constant rate after warm-up: reading starts after a plateau of thousands of steps (issue 26's probes), which
+    # a cosine decay over this short stage would stretch; stage 1's cosine brings the rate down.
     stage0_scheduler: str = "constant_with_warmup"
     # On the strips, what only the vehicle shows counts nothing and the number counts 10x.
     stage0_field_weights: str = "车辆品牌=0,车辆类型=0,车辆颜色=0,车辆朝向=0,车牌号码=10"
