@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import string
@@ -97,3 +98,19 @@ def unlabelled_images(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
 
 # Characters file names of a dump are drawn from in the property tests of names and of `plates parse`.
 NAME_ALPHABET = string.ascii_letters + string.digits + " _-.:：&车辆属性牌中国云南省蓝色单层燃油车新能源挂学无"
+
+
+def demo_sample(answer, prompt="<image>请识别"):
+    """A dataset row as `plates build` writes it: the prompt, then the answer (a JSON answer from a dict)."""
+    return {"messages": [{"role": "user", "content": prompt},
+                         {"role": "assistant", "content": answer if isinstance(answer, str) else
+                          json.dumps(answer, ensure_ascii=False)}], "images": ["/x.jpg"]}
+
+
+def demo_answer(colour, number, plates=1):
+    """An extraction answer with this body colour and plate number (``plates`` copies of the plate)."""
+    plate = {"车牌国家": "中国", "车牌省份": "云南省", "车牌号码": number, "车牌颜色": "蓝色", "车牌层数": "单层车牌",
+             "车牌用途": "燃油车车牌"}
+    group = plate if plates == 1 else [plate] * plates
+    return {"车辆属性": {"车辆品牌": "丰田", "车辆类型": "小轿车", "车辆颜色": colour, "车辆朝向": "正面"},
+            "车牌属性": group}

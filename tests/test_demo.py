@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from plates.cli import build_parser, main
-from plates.demo import (
-    LONG, RUN_PLACEHOLDER, STAGE0_PLACEHOLDER, STAGE1_PLACEHOLDER, binomial_tail, demo_steps,
-    majority_answer, scoreboard, write_majority_results,
-)
+from plates.demo import LONG, RUN_PLACEHOLDER, STAGE0_PLACEHOLDER, STAGE1_PLACEHOLDER, demo_steps
+from plates.demo_scoreboard import binomial_tail, scoreboard
 from plates.io import read_jsonl, write_jsonl
 from plates.synth import make_dump
+
+from helpers import demo_answer, demo_sample
 
 
 def test_every_demo_stage_is_a_valid_plates_command(tmp_path):
@@ -93,13 +93,13 @@ def test_the_strip_dataset_asks_the_training_answers_about_the_strips(tmp_path):
 
     dataset = tmp_path / "dataset"
     dataset.mkdir()
-    train = [_sample(_answer("白色", "云A12345")), _sample(_answer("红色", "京B54321")),
-             _sample(_answer("黑色", "沪C11111", plates=2)), _sample("一辆白色的车。", "<image>请描述")]
+    train = [demo_sample(demo_answer("白色", "云A12345")), demo_sample(demo_answer("红色", "京B54321")),
+             demo_sample(demo_answer("黑色", "沪C11111", plates=2)), demo_sample("一辆白色的车。", "<image>请描述")]
     rng = random.Random(0)
     for i, row in enumerate(train):
         row["images"] = [str(tmp_path / f"car{i} 帧.jpg")]
         cv2.imwrite(row["images"][0], draw_closeup_frame(balanced_labels(rng), rng)[0])
-    held_out = _sample(_answer("白色", "粤Z99999"))
+    held_out = demo_sample(demo_answer("白色", "粤Z99999"))
     write_jsonl(dataset / "train.jsonl", train)
     write_jsonl(dataset / "val.jsonl", [held_out])
     (dataset / "stats.json").write_text('{"prompt": "x"}', encoding="utf-8")
@@ -130,51 +130,6 @@ def test_long_flags_are_checked_before_any_work(tmp_path, capsys):
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err
     assert not (tmp_path / "w").exists()
-
-
-def _sample(answer, prompt="<image>请识别"):
-    return {"messages": [{"role": "user", "content": prompt},
-                         {"role": "assistant", "content": answer if isinstance(answer, str) else
-                          json.dumps(answer, ensure_ascii=False)}], "images": ["/x.jpg"]}
-
-
-def _answer(colour, number, plates=1):
-    plate = {"车牌国家": "中国", "车牌省份": "云南省", "车牌号码": number, "车牌颜色": "蓝色", "车牌层数": "单层车牌",
-             "车牌用途": "燃油车车牌"}
-    group = plate if plates == 1 else [plate] * plates
-    return {"车辆属性": {"车辆品牌": "丰田", "车辆类型": "小轿车", "车辆颜色": colour, "车辆朝向": "正面"},
-            "车牌属性": group}
-
-
-def test_majority_answer_takes_the_commonest_training_values(tmp_path):
-    dataset = tmp_path / "dataset"
-    dataset.mkdir()
-    rows = [_sample(_answer("白色", "云A12345")), _sample(_answer("白色", "云B12399")),
-            _sample(_answer("红色", "云A88345")), _sample(_answer("黑色", "京A1234", plates=2)),
-            _sample("一辆白色的车。", prompt="<image>请描述"), _sample("依据……\n\n{\"车辆属性\"")]
-    write_jsonl(dataset / "train.jsonl", rows)
-    answer = majority_answer(dataset / "train.jsonl")
-    assert answer["车辆属性"]["车辆颜色"] == "白色"
-    assert isinstance(answer["车牌属性"], dict)  # one plate is the commonest count
-    assert answer["车牌属性"]["车牌号码"] == "云A12345"  # per position, among the commonest length (7)
-
-    write_jsonl(dataset / "val.jsonl", [_sample(_answer("红色", "云A12345")), _sample(_answer("白色", "云C00000"))])
-    out = write_majority_results(dataset, tmp_path / "results.majority.jsonl")
-    lines = read_jsonl(out)
-    assert len(lines) == 2 and all(json.loads(r["response"]) == answer for r in lines)
-    assert main(["eval", str(out), "--json", str(tmp_path / "majority.json")]) == 0
-    report = json.loads((tmp_path / "majority.json").read_text(encoding="utf-8"))
-    assert report["fields"]["车辆颜色"]["accuracy"] == 0.5 and report["json_valid_rate"] == 1.0
-    board = scoreboard(tmp_path)
-    assert "majority" in board and "50.0%" in board and "tuned (free)" in board
-
-
-def test_binomial_tail_matches_exact_sums():
-    assert binomial_tail(0, 10, 0.3) == 1.0
-    assert abs(binomial_tail(10, 10, 0.5) - 0.5 ** 10) < 1e-15
-    assert abs(binomial_tail(2, 3, 0.5) - 0.5) < 1e-12
-    # 40 of 50 right where the majority guess is right a third of the time: far beyond chance.
-    assert binomial_tail(40, 50, 1 / 3) < 1e-9
 
 
 def test_too_few_images_is_a_clear_error(tmp_path, capsys):
@@ -256,7 +211,7 @@ def test_the_demo_model_learns_to_read_the_drawings(tmp_path, capsys):
     plate colour): 99.4 / 91.2 / 93.1% (default draw, the one this runs, with the hash split of vehicles; training
     is deterministic on one machine type); with the earlier split 99.4 / 95.6 / 99.4% (default), 95.0 / 98.1 / 100%
     (--seed 1), 99.4 / 95.0 / 88.1% (--seed 2); strict JSON under free decoding 100%, 100%, 96.2%."""
-    from plates.demo import VISUAL_FIELDS
+    from plates.demo_scoreboard import VISUAL_FIELDS
 
     workdir = tmp_path / "demo"
     assert main(["demo", "--workdir", str(workdir)]) == 0
@@ -308,59 +263,6 @@ def test_a_full_fine_tune_checkpoint_points_to_model(tmp_path):
         checkpoint_dir(tmp_path)
 
 
-def test_mean_box_baseline_and_the_location_sign_test_by_hand(tmp_path):
-    """The mean-box baseline answers every plate with the training boxes' per-coordinate mean (from grounding
-    targets: `<bbox>` tags filled from `objects`), and the location p-value is a one-sided sign test over vehicles."""
-    from plates.demo import location_test, mean_box, sign_test_greater, vehicle_means
-
-    assert mean_box([[0, 0, 10, 10], [10, 20, 30, 41]]) == [5, 10, 20, 26]  # 25.5 rounds half to even
-    assert mean_box([]) is None
-
-    def grounded(box, colour="白色"):
-        row = _sample(_answer(colour, "云A12345"))
-        answer = json.loads(row["messages"][-1]["content"])
-        answer["车牌属性"]["车牌位置"] = "<bbox>"
-        row["messages"][-1]["content"] = json.dumps(answer, ensure_ascii=False).replace('"<bbox>"', "<bbox>")
-        row["objects"] = {"ref": [], "bbox": [box], "bbox_type": "real"}
-        return row
-
-    dataset = tmp_path / "dataset"
-    dataset.mkdir()
-    write_jsonl(dataset / "train.jsonl", [grounded([10, 100, 60, 120]), grounded([30, 110, 90, 130]),
-                                          grounded([20, 90, 70, 110], "红色")])
-    assert majority_answer(dataset / "train.jsonl")["车牌属性"]["车牌位置"] == [20, 100, 73, 120]
-
-    # Baseline box [20, 100, 73, 120] against references: identical (IoU 1), and [20, 100, 73, 140]: the baseline
-    # box covers half of it, IoU 1060 / 2120 = 0.5.
-    rows = [grounded([20, 100, 73, 120]), grounded([20, 100, 73, 140])]
-    for i, row in enumerate(rows):
-        row["images"] = [f"/v/car{100 + i}_frame.jpg"]
-    write_jsonl(dataset / "val.jsonl", rows)
-    out = write_majority_results(dataset, tmp_path / "results.majority.jsonl")
-    assert main(["eval", str(out), "--json", str(tmp_path / "majority.json")]) == 0
-    report = json.loads((tmp_path / "majority.json").read_text(encoding="utf-8"))
-    assert report["grounding"]["mean_iou"] == pytest.approx(0.75)
-    assert vehicle_means(report) == pytest.approx({"car100": 1.0, "car101": 0.5})
-
-    # A "tuned" answer per vehicle: exact on car101 (1.0 > 0.5), the same box as the baseline on car100 (a tie).
-    tuned = [{"response": r["labels"], "labels": r["labels"], "images": r["images"]} for r in read_jsonl(out)]
-    tuned[0]["response"] = read_jsonl(out)[0]["response"]
-    write_jsonl(tmp_path / "results.tuned.jsonl", tuned)
-    assert main(["eval", str(tmp_path / "results.tuned.jsonl"), "--json", str(tmp_path / "tuned.json")]) == 0
-    loaded = {n: json.loads((tmp_path / f"{n}.json").read_text(encoding="utf-8")) for n in ("tuned", "majority")}
-    test = location_test(loaded)
-    assert test == {"tuned": pytest.approx(1.0), "baseline": pytest.approx(0.75), "vehicles": 2, "wins": 1,
-                    "losses": 0, "ties": 1, "p": 0.5}
-    assert "车牌位置: tuned mean IoU 1.000 vs 0.750" in scoreboard(tmp_path)
-
-    # By hand: 9 wins, 1 loss, 2 ties -> P(X >= 9), X ~ Bin(10, 1/2) = (10 + 1) / 1024.
-    tuned_iou = [0.9] * 9 + [0.1, 0.3, 0.0]
-    base_iou = [0.2] * 9 + [0.4, 0.3, 0.0]
-    wins, losses, p = sign_test_greater(tuned_iou, base_iou)
-    assert (wins, losses) == (9, 1) and p == pytest.approx(11 / 1024)
-    assert sign_test_greater([0.5], [0.5]) == (0, 0, 1.0)
-
-
 def test_drawn_plates_at_random_places_come_with_their_boxes(tmp_path):
     """`make_dump(random_plates=True, boxes_file=…)`: the boxes are where the plate colour is drawn, they vary in
     place and size, and `plates parse` + the demo's merge give every record its box."""
@@ -396,41 +298,6 @@ def test_drawn_plates_at_random_places_come_with_their_boxes(tmp_path):
     assert all(r["plate_geometry"] == by_image[r["image"]] for r in read_jsonl(tmp_path / "records.jsonl"))
 
 
-def test_the_reading_test_and_its_scoreboard_lines_by_hand(tmp_path):
-    """The characters' scoreboard: the majority number is the commonest character at each position; per-position
-    and full-plate accuracy side by side; the p-value a one-sided sign test over held-out vehicles (each scored
-    by its mean character accuracy)."""
-    from plates.demo import reading_test, _load_reports
-
-    dataset = tmp_path / "dataset"
-    dataset.mkdir()
-    write_jsonl(dataset / "train.jsonl", [_sample(_answer("白色", n)) for n in ("云A12345", "云A12355", "云B12345")])
-    val = [_sample(_answer("白色", "云A12345")), _sample(_answer("白色", "京C99999"))]
-    for i, row in enumerate(val):
-        row["images"] = [f"/v/car{100 + i}_frame.jpg"]
-    write_jsonl(dataset / "val.jsonl", val)
-    out = write_majority_results(dataset, tmp_path / "results.majority.jsonl")
-    assert json.loads(read_jsonl(out)[0]["response"])["车牌属性"]["车牌号码"] == "云A12345"
-    tuned = [{"response": r["labels"], "labels": r["labels"], "images": r["images"]} for r in read_jsonl(out)]
-    tuned[1]["response"] = tuned[1]["labels"].replace("京C99999", "京C99990")
-    write_jsonl(tmp_path / "results.tuned.jsonl", tuned)
-    reports = tmp_path / "reports"
-    for name in ("majority", "tuned"):
-        assert main(["eval", str(tmp_path / f"results.{name}.jsonl"), "--json", str(reports / f"{name}.json")]) == 0
-    test = reading_test(_load_reports(reports))
-    # car100: both exact (a tie); car101: tuned 6 of 7 characters, the majority none (a win) -> p = 1/2.
-    assert test["tuned"] == pytest.approx(13 / 14) and test["baseline"] == pytest.approx(0.5)
-    assert (test["full_tuned"], test["full_baseline"]) == (pytest.approx(0.5), pytest.approx(0.5))
-    assert test["by_position"] == pytest.approx([1, 1, 1, 1, 1, 1, 0.5])
-    assert test["baseline_by_position"] == pytest.approx([0.5] * 7)
-    assert (test["vehicles"], test["wins"], test["losses"], test["ties"], test["p"]) == (2, 1, 0, 1, 0.5)
-    board = scoreboard(reports)
-    assert "plate chars by position, tuned|majority (%): 100|50 / 100|50" in board and "/ 50|50" in board
-    assert "plate chars: tuned 92.9% vs majority 50.0%; per held-out vehicle tuned better 1, worse 0, tied 1 of 2" \
-        in board and "p = 5.0e-01" in board
-    assert "full plates" in board
-
-
 @pytest.mark.slow
 def test_the_long_demo_reads_the_plate_characters(tmp_path, capsys):
     """`plates demo --long` on a smaller budget than its default (about 13 minutes on 2 cores instead of 16: half
@@ -440,13 +307,13 @@ def test_the_long_demo_reads_the_plate_characters(tmp_path, capsys):
     commonest character at each position), at a margin a per-vehicle sign test puts below 1e-3, and still reads
     the drawn attributes. Not the full bar (majority + 30 points): one of the three draws measured at the full
     budget misses it (README)."""
-    from plates.demo import VISUAL_FIELDS, _load_reports, reading_test
+    from plates.demo_scoreboard import VISUAL_FIELDS, load_reports, reading_test
 
     workdir = tmp_path / "demo"
     assert main(["demo", "--long", "--workdir", str(workdir), "--images", "4000", "--stage0-epochs", "5"]) == 0
     out = capsys.readouterr().out
     reports = workdir / "reports"
-    test = reading_test(_load_reports(reports))
+    test = reading_test(load_reports(reports))
     assert test is not None and test["vehicles"] >= 40, scoreboard(reports)
     assert test["p"] < 1e-3 and test["tuned"] > test["baseline"], (test, scoreboard(reports))
     tuned, majority = (json.loads((reports / f"{n}.json").read_text(encoding="utf-8")) for n in ("tuned", "majority"))
