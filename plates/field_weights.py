@@ -82,14 +82,18 @@ def parse_field_weights(text: str | None) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=16)
 def _value_pattern(fields: tuple[str, ...]) -> re.Pattern[str]:
+    """A weighted field's value: a JSON string's content, a flat array's content (the plate box, between its
+    brackets: Qwen's pre-tokenizer splits there anyway), or ms-swift's ``<bbox>`` tag, which a grounding target
+    writes in place of the box and ms-swift replaces with the box's text, keeping the tag's weight."""
     keys = "|".join(re.escape(json.dumps(f, ensure_ascii=False)) for f in fields)
-    return re.compile(r'(' + keys + r')\s*:\s*"((?:[^"\\]|\\.)*)"')
+    return re.compile(r'(' + keys + r')\s*:\s*(?:"((?:[^"\\]|\\.)*)"|\[([^\[\]"]*)\]|(<bbox>))')
 
 
 def weighted_segments(response: str, weights: Mapping[str, float]) -> tuple[list[str], list[float]]:
-    """Split ``response`` into consecutive segments and their loss weights: the string value of every field in
-    ``weights`` (wherever it appears, in every plate) is a segment of its own with that field's weight; the text
-    between values has weight 1. ``"".join(segments) == response`` always."""
+    """Split ``response`` into consecutive segments and their loss weights: the value of every field in ``weights``
+    (wherever it appears, in every plate; a string's content, a box's numbers or its ``<bbox>`` tag) is a segment of
+    its own with that field's weight; the text between values has weight 1. ``"".join(segments) == response``
+    always."""
     fields = tuple(sorted(f for f, w in weights.items() if w != 1.0))
     if not fields:
         return [response], [1.0]
@@ -97,7 +101,8 @@ def weighted_segments(response: str, weights: Mapping[str, float]) -> tuple[list
     scales: list[float] = []
     cursor = 0
     for match in _value_pattern(fields).finditer(response):
-        start, end = match.span(2)
+        group = next(g for g in (2, 3, 4) if match.group(g) is not None)
+        start, end = match.span(group)
         if start == end:
             continue
         segments.append(response[cursor:start])

@@ -131,3 +131,53 @@ def test_real_swift_sft_trains_with_the_weights(tiny_model_dir, synth_dump, tmp_
         run = next(p for p in out.iterdir() if p.is_dir() and p.name.startswith("v"))
         losses[name] = [float(r["loss"]) for r in read_jsonl(run / "logging.jsonl") if "loss" in r][0]
     assert losses["weighted"] > 3 * losses["plain"], losses
+
+
+def test_the_plate_box_is_weighted_as_numbers_or_as_the_bbox_tag(tiny_model_dir):
+    """The box (车牌位置) is not a string: its numbers, or the ``<bbox>`` tag a grounding target writes in their
+    place, are its segment; split where Qwen's pre-tokenizer splits, so the tokens stay the whole answer's."""
+    from transformers import AutoTokenizer
+
+    text = '{"车牌属性": {"车牌号码": "云A12345", "车牌位置": [93, 148, 189, 176]}}'
+    segments, scales = weighted_segments(text, {"车牌位置": 5.0, "车牌号码": 2.0})
+    assert "".join(segments) == text
+    assert [(s, w) for s, w in zip(segments, scales) if w != 1.0] == [("云A12345", 2.0), ("93, 148, 189, 176", 5.0)]
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    assert [t for s in segments for t in tokenizer(s, add_special_tokens=False)["input_ids"]] == tokenizer(
+        text, add_special_tokens=False)["input_ids"]
+    tagged = '{"车牌属性": [{"车牌位置": <bbox>}, {"车牌位置": <bbox>}]}'
+    segments, scales = weighted_segments(tagged, {"车牌位置": 5.0})
+    assert "".join(segments) == tagged and [s for s, w in zip(segments, scales) if w == 5.0] == ["<bbox>", "<bbox>"]
+
+
+def test_ms_swift_weights_the_box_tokens_of_a_grounding_target(tiny_model_dir, tmp_path, monkeypatch):
+    """Through ms-swift's own Qwen2.5-VL template with ``loss_scale=plates_fields``: the tokens ms-swift writes for
+    the ``<bbox>`` tag (the box in the resized image's pixels) carry the box's weight, the number's tokens the
+    number's, every other answer token 1."""
+    from PIL import Image
+    from swift.model import get_processor
+    from swift.template import get_template
+
+    from plates.field_weights import register_loss_scale
+
+    image = tmp_path / "frame.png"
+    Image.new("RGB", (224, 168), (40, 90, 160)).save(image)
+    monkeypatch.setenv(FIELD_WEIGHTS_ENV, "车牌位置=5,车牌号码=2")
+    monkeypatch.setenv("QWENVL_BBOX_FORMAT", "new")
+    register_loss_scale()
+    template = get_template(get_processor(str(tiny_model_dir), model_type="qwen2_5_vl"), template_type="qwen2_5_vl",
+                            loss_scale="plates_fields", max_pixels=50176)
+    template.set_mode("train")
+    answer = '{"车辆属性": {"车辆颜色": "蓝色"}, "车牌属性": {"车牌号码": "云A12345", "车牌位置": <bbox>}}'
+    encoded = template.encode({"messages": [{"role": "user", "content": "<image>车牌在哪里?"},
+                                            {"role": "assistant", "content": answer}],
+                               "images": [str(image)],
+                               "objects": {"ref": [], "bbox": [[10, 20, 100, 60]], "bbox_type": "real"}})
+    tokenizer = template.tokenizer
+    by_weight: dict[float, str] = {}
+    for token, label, weight in zip(encoded["input_ids"], encoded["labels"], encoded["loss_scale"]):
+        if label != -100:
+            by_weight[float(weight)] = by_weight.get(float(weight), "") + tokenizer.decode([token])
+    assert by_weight[2.0] == "云A12345"
+    assert "10" in by_weight[5.0] and "100" in by_weight[5.0] and "60" in by_weight[5.0], by_weight
+    assert "车牌号码" in by_weight[1.0] and "蓝色" in by_weight[1.0] and set(by_weight) == {1.0, 2.0, 5.0}
