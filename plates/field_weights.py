@@ -30,6 +30,7 @@ import re
 from typing import Mapping
 
 from plates.errors import UserError
+from plates.grounding import BBOX_TAG
 from plates.labels import FIELD_TABLE, PLATE_COLOUR, VEHICLE_COLOUR
 
 FIELD_WEIGHTS_ENV = "PLATES_FIELD_LOSS_WEIGHTS"
@@ -86,7 +87,7 @@ def _value_pattern(fields: tuple[str, ...]) -> re.Pattern[str]:
     brackets: Qwen's pre-tokenizer splits there anyway), or ms-swift's ``<bbox>`` tag, which a grounding target
     writes in place of the box and ms-swift replaces with the box's text, keeping the tag's weight."""
     keys = "|".join(re.escape(json.dumps(f, ensure_ascii=False)) for f in fields)
-    return re.compile(r'(' + keys + r')\s*:\s*(?:"((?:[^"\\]|\\.)*)"|\[([^\[\]"]*)\]|(<bbox>))')
+    return re.compile(r'(' + keys + r')\s*:\s*(?:"((?:[^"\\]|\\.)*)"|\[([^\[\]"]*)\]|(' + re.escape(BBOX_TAG) + r'))')
 
 
 def weighted_segments(response: str, weights: Mapping[str, float]) -> tuple[list[str], list[float]]:
