@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo demo-long test test-fast bench clean
+.PHONY: setup demo demo-long demo-grounding test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -18,9 +18,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/plates demo
 
-# the demo that also reads the plate characters (about 20 minutes on 2 cores)
+# the demo that also reads the plate characters (about 17 minutes on 2 cores)
 demo-long: $(STAMP)
 	$(VENV)/bin/plates demo --long --workdir plates-demo-long
+
+# the demo that also locates the plate (its box; about 13 minutes on 2 cores)
+demo-grounding: $(STAMP)
+	$(VENV)/bin/plates demo --grounding --workdir plates-demo-grounding
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
