@@ -22,7 +22,7 @@ demo: $(STAMP)
 demo-long: $(STAMP)
 	$(VENV)/bin/plates demo --long --workdir plates-demo-long
 
-# the demo that also locates the plate (its box; about 13 minutes on 2 cores)
+# the demo that also locates the plate (its box; about 12 minutes on 2 cores)
 demo-grounding: $(STAMP)
 	$(VENV)/bin/plates demo --grounding --workdir plates-demo-grounding
 

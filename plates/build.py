@@ -24,7 +24,8 @@ Tasks (one sample each):
 * ``--grounding``: the extraction target also gives each plate's box, ``"车牌位置": <bbox>`` (ms-swift's tag), with
   the box in original pixels in the sample's ``objects`` (``{"ref": [], "bbox": [[x1, y1, x2, y2], …],
   "bbox_type": "real"}``), under ``GROUNDING_PROMPT``; ms-swift writes it in the model's convention
-  (:mod:`plates.grounding`). Off by default: without it no target carries a box.
+  (:mod:`plates.grounding`). Off by default: without it no target carries a box, and the summary and stats.json
+  (``boxes_not_trained``) say how many records had boxes to train.
 * ``reason`` — chain of thought: ``REASON_PROMPT`` → ``REASONING + "\\n\\n" + JSON answer``. The JSON answer is
   always the final paragraph, on one line, so an evaluator takes the text after the last blank line
   (``plates.student.split_reasoning``).
@@ -301,6 +302,7 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
     records_per_side = Counter()
     tallies = {"train": LabelTally(), "val": LabelTally()}
     grounded, grounded_records = Counter(), Counter()
+    unused_boxes = 0  # records whose plate boxes a build without --grounding leaves out: said, not silently dropped
     for candidate, record, val in walk_plan(plan, records, records_file):
         side = "val" if val else "train"
         entries = per_record.pop(candidate, ())
@@ -311,6 +313,8 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
             boxed = len(samples[0].get("objects", {}).get("bbox", ()))
             grounded[side] += boxed
             grounded_records[side] += boxed > 0
+        else:
+            unused_boxes += any(isinstance(g, dict) and g.get("box") for g in record.get("plate_geometry") or ())
         task_counts[side]["extract"] += 1
         for entry in entries:
             task_counts[side][entry["mode"]] += 1
@@ -346,6 +350,8 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
            if options.grpo else {}),
         **({"grounding": grounding_stats(grounded, grounded_records, options.extraction_prompt)}
            if options.grounding else {}),
+        **({"boxes_not_trained": {"records": unused_boxes, "how": "plates build --grounding"}}
+           if unused_boxes else {}),
         "records": dict(sorted(plan.problems.counts.items())),
         "record_problems": plan.problems.ordered_examples(),
         "descriptions": dict(sorted(desc_counts.items())) if desc_counts is not None else None,
@@ -523,6 +529,9 @@ def summary(stats: dict[str, Any], files: dict[str, Path]) -> str:
         g = stats["grounding"]
         lines.append(f"grounding: {g['plates_with_box']['train']} train / {g['plates_with_box']['val']} val plates "
                      f"with a box ({g['records_with_box']['train']} / {g['records_with_box']['val']} records)")
+    if stats.get("boxes_not_trained"):
+        lines.append(f"note: {stats['boxes_not_trained']['records']} records carry plate boxes (plate_geometry) "
+                     f"that this build does not train; --grounding trains plate location ({PLATE_BOX})")
     if isinstance(stats["image_paths"], dict):
         lines.append(f"image paths are relative: run ms-swift with {stats['image_paths']['resolve_with']}")
     lines.append("wrote " + ", ".join(str(p) for p in files.values()))

@@ -452,7 +452,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"{LONG.stage0_epochs:g})")
     parser.add_argument("--seed", type=int, default=0, help="random seed for the dump and the split")
     parser.add_argument("--grounding", action="store_true",
-                        help="plate location too (about 13 minutes on 2 cores): draw each plate at a random place "
+                        help="plate location too (about 12 minutes on 2 cores): draw each plate at a random place "
                              f"and size, train its box (plates build --grounding) once over {GROUNDING.images:,} "
                              f"drawings with the `{GROUNDING.model_size}` tiny model, and score the tuned model's mean IoU against the training set's "
                              "mean box (one-sided sign test over held-out vehicles); off by default")
@@ -470,7 +470,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the whole pipeline end to end on CPU with no network: draw a labelled dump, parse, teach (offline
     template teacher), build, make a tiny Qwen2.5-VL, train it in two stages with real `swift sft` (a full
     fine-tune standing in for pretraining, then LoRA + ViT), infer with real `swift infer`, and evaluate every
-    stage beside a majority baseline. Takes about 10 minutes on 2 cores. With --grounding (about 13 minutes) the
+    stage beside a majority baseline. Takes about 10 minutes on 2 cores. With --grounding (about 12 minutes) the
     plates are drawn at random places and sizes and the model also learns their boxes, scored by mean IoU against
     the training set's mean box."""
     if args.long and args.grounding:

@@ -117,10 +117,13 @@ def test_fill_bbox_tags():
 
 # ---- build --------------------------------------------------------------------------------------------------------
 
-def test_build_grounding_targets_and_stats(tmp_path):
+def test_build_grounding_targets_and_stats(tmp_path, capsys):
     records = _ccpd_records(tmp_path)
     assert main(["build", str(records), "-o", str(tmp_path / "plain")]) == 0
+    said = capsys.readouterr().out
+    assert f"note: {len(BOXES)} records carry plate boxes (plate_geometry) that this build does not train" in said
     assert main(["build", str(records), "-o", str(tmp_path / "grounded"), "--grounding"]) == 0
+    assert "does not train" not in capsys.readouterr().out
     plain, grounded = _read(tmp_path / "plain" / "train.jsonl"), _read(tmp_path / "grounded" / "train.jsonl")
     assert len(plain) == len(grounded) > 0
     by_image = {r["image"]: r for r in iter_records(records)}
@@ -136,7 +139,8 @@ def test_build_grounding_targets_and_stats(tmp_path):
         assert "车牌位置" in b["messages"][0]["content"] and "车牌位置" not in a["messages"][0]["content"]
     plain_stats = json.loads((tmp_path / "plain" / "stats.json").read_text(encoding="utf-8"))
     stats = json.loads((tmp_path / "grounded" / "stats.json").read_text(encoding="utf-8"))
-    assert "grounding" not in plain_stats
+    assert "grounding" not in plain_stats and "boxes_not_trained" not in stats
+    assert plain_stats["boxes_not_trained"] == {"records": len(BOXES), "how": "plates build --grounding"}
     g = stats["grounding"]
     assert g["on"] is True and g["env"] == {"QWENVL_BBOX_FORMAT": "new"} and "norm1000" in g["convention"]
     assert g["plates_with_box"]["train"] == len(grounded)
@@ -153,6 +157,7 @@ def test_build_grounding_on_seed_records_changes_only_the_prompt(synth_dump, tmp
     plain, grounded = _read(tmp_path / "plain" / "train.jsonl"), _read(tmp_path / "grounded" / "train.jsonl")
     assert [s["messages"][1] for s in plain] == [s["messages"][1] for s in grounded]
     assert not any("objects" in s for s in grounded)
+    assert "boxes_not_trained" not in json.loads((tmp_path / "plain" / "stats.json").read_text(encoding="utf-8"))
 
 
 def test_train_sets_the_bbox_format_for_grounding_datasets(tmp_path, tiny_model_dir, capsys, monkeypatch):
