@@ -89,10 +89,15 @@ CAPTION_QUESTIONS = (
 # ---------------------------------------------------------------------------------------------- targets
 
 
+def trainable_boxes(record: dict[str, Any]) -> list[list[int] | None]:
+    """Each labelled plate's box as a grounding target would train it (None: that plate has none usable)."""
+    return [box if isinstance(box, list) and len(box) == 4 else None for box in plate_boxes(record) or []]
+
+
 def grounding_target(record: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
     """(assistant text, ms-swift ``objects`` or None) of a grounding extraction sample: each plate with a box gets
     ``"车牌位置": <bbox>``, its box (original pixels) goes to ``objects.bbox`` in the same order."""
-    boxes = [box if isinstance(box, list) and len(box) == 4 else None for box in plate_boxes(record) or []]
+    boxes = trainable_boxes(record)
     if not any(box is not None for box in boxes):
         return answer_text(record["labels"]), None
     tagged = json.dumps(answer_from_labels(record["labels"], boxes=[BBOX_TAG if b else None for b in boxes]),
@@ -314,7 +319,7 @@ def write_samples(plan: BuildPlan, records: RecordSource, options: BuildOptions,
             grounded[side] += boxed
             grounded_records[side] += boxed > 0
         else:
-            unused_boxes += any(isinstance(g, dict) and g.get("box") for g in record.get("plate_geometry") or ())
+            unused_boxes += any(box is not None for box in trainable_boxes(record))
         task_counts[side]["extract"] += 1
         for entry in entries:
             task_counts[side][entry["mode"]] += 1
